@@ -1,0 +1,87 @@
+"""A deterministic tar.gz of a bundle directory.
+
+Same tree in, same bytes out, on any machine at any time: entries sorted, one fixed mtime
+(SOURCE_DATE_EPOCH, default 0), owner 0, permission bits normalised, and a gzip header with
+neither time nor file name.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+from .manifest import walk
+
+
+def source_date_epoch() -> int:
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    try:
+        return int(value)
+    except ValueError:
+        from ..errors import BootpackError
+
+        raise BootpackError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from None
+
+
+def _normal_mode(mode: int) -> int:
+    if stat.S_ISDIR(mode):
+        return 0o755
+    # Keep setuid/setgid/sticky and the executable bit (root trees need them); drop the rest.
+    executable = mode & 0o111
+    return (mode & 0o7000) | (0o755 if executable else 0o644)
+
+
+def _tarinfo(path: Path, arcname: str, mtime: int) -> tarfile.TarInfo:
+    st = path.lstat()
+    info = tarfile.TarInfo(arcname)
+    info.mtime = mtime
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mode = _normal_mode(st.st_mode)
+    if stat.S_ISLNK(st.st_mode):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(path)
+        info.mode = 0o777
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISREG(st.st_mode):
+        info.size = st.st_size
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+    else:
+        raise ValueError(f"{path}: cannot archive this kind of file")
+    return info
+
+
+def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None) -> None:
+    """Write root as a deterministic tar.gz at target, entries under `prefix/`."""
+    mtime = source_date_epoch() if mtime is None else mtime
+    with target.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                  mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_tarinfo(root, prefix, mtime))
+        for path in walk(root):
+            info = _tarinfo(path, f"{prefix}/{path.relative_to(root).as_posix()}", mtime)
+            if info.isreg():
+                with path.open("rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+
+
+def extract_archive(archive: Path, target: Path) -> None:
+    """Unpack an archive made by write_archive into target (its single top folder stripped)."""
+    with tarfile.open(archive, "r:gz") as tar:
+        members = tar.getmembers()
+        if not members or not members[0].isdir():
+            raise ValueError(f"{archive}: not a bootpack archive")
+        prefix = members[0].name
+        for m in members[1:]:
+            m.name = m.name.removeprefix(prefix + "/")
+        tar.extractall(target, members=members[1:], filter="tar")

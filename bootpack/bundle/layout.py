@@ -1,0 +1,40 @@
+"""Where things live inside a bundle directory. One place, so every module agrees."""
+
+from __future__ import annotations
+
+TFTP_DIR = "tftpboot"  # TFTP root and HTTP root
+ETC_DIR = "etc"  # DHCP and NFS snippets
+ROOTS_DIR = "roots"  # NFS root trees, one per image
+MANIFEST = "bundle.json"
+PXE_CONFIG_DIR = "pxelinux.cfg"
+BOOTFILE = "pxelinux.0"
+
+# Files Debian ships in `pxelinux` and `syslinux-common` that a BIOS PXE boot with menu.c32 needs.
+SYSLINUX_FILES = ("pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32")
+
+
+def image_dir(image: str) -> str:
+    """Folder of an image's boot files, relative to the TFTP/HTTP root."""
+    return f"images/{image}"
+
+
+def kernel_path(image: str) -> str:
+    return f"{image_dir(image)}/vmlinuz"
+
+
+def initrd_path(image: str) -> str:
+    return f"{image_dir(image)}/initrd.img"
+
+
+def squashfs_path(image: str) -> str:
+    return f"{image_dir(image)}/squashfs.img"
+
+
+def root_tree_path(image: str) -> str:
+    """Folder of an image's NFS root tree, relative to the bundle directory."""
+    return f"{ROOTS_DIR}/{image}"
+
+
+def pxelinux_host_file(mac: str) -> str:
+    """pxelinux looks up `pxelinux.cfg/01-aa-bb-cc-dd-ee-ff` (ARP type 1, lower-case hex)."""
+    return f"{PXE_CONFIG_DIR}/01-{mac.lower().replace(':', '-')}"

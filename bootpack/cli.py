@@ -1,0 +1,112 @@
+"""The `bootpack` command. Thin: parse arguments, call the library, map errors to exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import BootpackError
+from .progress import NORMAL, QUIET, VERBOSE, Progress
+
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace, Progress], int]
+
+
+def _validate(args: argparse.Namespace, progress: Progress) -> int:
+    from .spec import load_spec
+
+    loaded = load_spec(args.spec)
+    spec = loaded.spec
+    print(f"{args.spec}: ok: bundle {spec.bundle.name} {spec.bundle.version}, "
+          f"{len(spec.images)} image(s), {len(spec.entries)} entr{'y' if len(spec.entries) == 1 else 'ies'}, "
+          f"{len(spec.hosts)} host(s), dhcp {spec.dhcp.mode}")
+    return 0
+
+
+def _build(args: argparse.Namespace, progress: Progress) -> int:
+    from .compiler import build_bundle
+    from .spec import load_spec
+
+    loaded = load_spec(args.spec)
+    result = build_bundle(loaded, args.output, syslinux_dir=args.syslinux_dir, progress=progress)
+    print(f"{result.output}: {result.files} files, {result.size / 1e6:.1f} MB, {result.digest}")
+    print(f"{result.archive}")
+    return 0
+
+
+def _schema(args: argparse.Namespace, progress: Progress) -> int:
+    from .spec.reference import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bootpack",
+        description="Compile a declarative TOML spec into a network-boot bundle for diskless "
+        "machines: a /tftpboot tree with pxelinux menus and per-host configs, root file systems, "
+        "DHCP and NFS snippets, a manifest and a reproducible archive.",
+        epilog="Run `bootpack COMMAND --help` for the options of each command. "
+        "Exit status: 0 ok, 2 bad input (the message says what to fix).",
+    )
+    parser.add_argument("--version", action="version", version=f"bootpack {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_const", dest="level", const=QUIET,
+                           help="show only errors")
+    verbosity.add_argument("-v", "--verbose", action="store_const", dest="level", const=VERBOSE,
+                           help="also show each external command run")
+    parser.set_defaults(level=NORMAL)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("validate", help="check a spec and report every problem",
+                            description="Check a spec: TOML syntax, the schema, cross-field rules "
+                            "(unique names/MACs/IPs, addresses inside the subnet, references "
+                            "between sections) and that the files it names exist.")
+    p.add_argument("spec", type=Path, metavar="SPEC", help="the spec file (TOML)")
+    p.set_defaults(handler=_validate)
+
+    p = commands.add_parser("build", help="compile a spec into a boot bundle directory and archive",
+                            description="Compile SPEC into DIR (tftpboot/, etc/, bundle.json) and a "
+                            "deterministic DIR.tar.gz next to it. The build happens in a temporary "
+                            "directory and replaces DIR only on success; DIR must be absent, empty "
+                            "or an earlier bundle. Set SOURCE_DATE_EPOCH to choose the archive's "
+                            "file times (default 0).")
+    p.add_argument("spec", type=Path, metavar="SPEC", help="the spec file (TOML)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                   help="bundle directory to create or replace")
+    p.add_argument("--syslinux-dir", type=Path, metavar="DIR",
+                   help="folder holding pxelinux.0, ldlinux.c32, menu.c32, libutil.c32 and "
+                   "libcom32.c32 (default: Debian's pxelinux and syslinux-common packages; "
+                   "env BOOTPACK_SYSLINUX_DIR)")
+    p.set_defaults(handler=_build)
+
+    p = commands.add_parser("schema", help="print the spec's JSON Schema (for editors)",
+                            description="Print the JSON Schema of the spec format on stdout, e.g. "
+                            "for editor completion with taplo or Even Better TOML.")
+    p.set_defaults(handler=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    progress = Progress(args.level)
+    try:
+        code: int = args.handler(args, progress)
+        return code
+    except BootpackError as exc:
+        print(f"bootpack: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bootpack: interrupted; nothing was changed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

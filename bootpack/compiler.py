@@ -1,0 +1,112 @@
+"""spec -> bundle directory + deterministic archive.
+
+The compiler gathers what goes where (a plan of destination path -> source file or text),
+writes it into a staging directory, adds bundle.json and the archive, and swaps the result in
+atomically. Rendering is pure (bootpack.render); this module only moves bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .build.syslinux import find_syslinux_files
+from .bundle import layout
+from .bundle.archive import source_date_epoch, write_archive
+from .bundle.manifest import dump, make_manifest
+from .bundle.output import archive_path, staged_output
+from .progress import NORMAL, Progress
+from .render import Site, render_bundle_configs
+from .spec import LoadedSpec
+
+
+@dataclass
+class Plan:
+    """Destination (relative to the bundle dir) -> where its bytes come from."""
+
+    copies: dict[str, Path] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+    trees: dict[str, Path] = field(default_factory=dict)  # destination folder -> source folder
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: Path
+    archive: Path
+    digest: str
+    files: int
+    size: int
+
+
+def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> Plan:
+    spec = loaded.spec
+    plan = Plan()
+    for name, source in find_syslinux_files(syslinux_dir).items():
+        plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
+    used = {e.image for e in spec.entries if e.image is not None}
+    for name in sorted(used):
+        image = spec.images[name]
+        assert image.kernel is not None
+        plan.copies[f"{layout.TFTP_DIR}/{layout.kernel_path(name)}"] = loaded.resolve(image.kernel)
+        if image.initrd is not None:
+            plan.copies[f"{layout.TFTP_DIR}/{layout.initrd_path(name)}"] = loaded.resolve(image.initrd)
+        if image.squashfs is not None and any(
+            e.root == "live" and e.image == name for e in spec.entries
+        ):
+            plan.copies[f"{layout.TFTP_DIR}/{layout.squashfs_path(name)}"] = (
+                loaded.resolve(image.squashfs))
+    plan.texts.update(render_bundle_configs(spec, Site.from_spec(spec)))
+    return plan
+
+
+def write_plan(plan: Plan, root: Path) -> None:
+    for rel, text in sorted(plan.texts.items()):
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o644)
+    for rel, source in sorted(plan.copies.items()):
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        target.chmod(0o644)
+    for rel, source in sorted(plan.trees.items()):
+        shutil.copytree(source, root / rel, symlinks=True)
+
+
+def _fix_times(root: Path, mtime: int) -> None:
+    """Same mtime on every path, so tools that compare times see identical trees."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+    os.utime(root, (mtime, mtime))
+
+
+def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None = None,
+                 progress: Progress | None = None) -> BuildResult:
+    """Compile a loaded spec into `output` and `output.tar.gz`, atomically."""
+    progress = progress or Progress(NORMAL)
+    spec = loaded.spec
+    mtime = source_date_epoch()
+    with progress.step("Planning the bundle"):
+        plan = plan_bundle(loaded, syslinux_dir)
+    with staged_output(output) as staging:
+        with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
+            write_plan(plan, staging)
+        manifest = make_manifest(
+            staging, name=spec.bundle.name, version=spec.bundle.version,
+            description=spec.bundle.description, spec_digest=loaded.digest,
+            bootpack_version=__version__,
+        )
+        (staging / layout.MANIFEST).write_text(dump(manifest))
+        _fix_times(staging, mtime)
+        with progress.step("Writing the archive"):
+            write_archive(staging, archive_path(staging), f"{spec.bundle.name}-{spec.bundle.version}",
+                          mtime)
+    archive = archive_path(output.absolute())
+    size = sum(row.get("size", 0) for row in manifest["files"])
+    return BuildResult(output=output.absolute(), archive=archive, digest=manifest["digest"],
+                       files=len(manifest["files"]), size=size)

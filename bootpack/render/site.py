@@ -1,0 +1,41 @@
+"""The network a bundle is served on: everything that carries the server address goes through here.
+
+A build renders for the spec's own network (`Site.from_spec`); `bootpack serve` renders the same
+spec for the network it actually runs on, so pxelinux configs, DHCP, exports and URLs follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from ..spec.model import DhcpMode, Spec
+
+
+@dataclass(frozen=True)
+class Site:
+    address: IPv4Address
+    subnet: IPv4Network | None
+    range: tuple[IPv4Address, IPv4Address] | None
+    router: IPv4Address | None
+    dns: tuple[IPv4Address, ...] = ()
+    domain: str | None = None
+    lease_time: int = 3600
+    mode: DhcpMode = "server"
+    http_port: int = 80
+    root: str = "/srv/bootpack"  # where the bundle directory is on the server
+    dropped_hosts: tuple[str, ...] = field(default=())  # hosts whose fixed IP does not fit here
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> Site:
+        d = spec.dhcp
+        return cls(
+            address=spec.server.address, subnet=d.subnet, range=d.range, router=d.router,
+            dns=tuple(d.dns), domain=d.domain, lease_time=d.lease_time, mode=d.mode,
+            http_port=spec.server.http_port, root=spec.server.root,
+        )
+
+    @property
+    def http_base(self) -> str:
+        port = "" if self.http_port == 80 else f":{self.http_port}"
+        return f"http://{self.address}{port}"
