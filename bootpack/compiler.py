@@ -7,6 +7,7 @@ atomically. Rendering is pure (bootpack.render); this module only moves bytes.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .bundle.output import archive_path, staged_output
 from .progress import NORMAL, Progress
 from .render import Site, render_bundle_configs
 from .spec import LoadedSpec
+from .spec.model import Spec
 
 
 @dataclass
@@ -59,7 +61,13 @@ def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> Plan:
             plan.copies[f"{layout.TFTP_DIR}/{layout.squashfs_path(name)}"] = (
                 loaded.resolve(image.squashfs))
     plan.texts.update(render_bundle_configs(spec, Site.from_spec(spec)))
+    plan.texts[layout.SPEC] = spec_json(spec)
     return plan
+
+
+def spec_json(spec: Spec) -> str:
+    """The validated spec as JSON (read back by `bootpack serve` with `load_bundle_spec`)."""
+    return json.dumps(spec.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
 
 
 def write_plan(plan: Plan, root: Path) -> None:

@@ -6,6 +6,8 @@ TFTP_DIR = "tftpboot"  # TFTP root and HTTP root
 ETC_DIR = "etc"  # DHCP and NFS snippets
 ROOTS_DIR = "roots"  # NFS root trees, one per image
 MANIFEST = "bundle.json"
+SPEC = "spec.json"  # the validated spec, so `bootpack serve` can re-render for its network
+HOSTS_DIR = "hosts"  # writable per-host NFS root trees (made by `bootpack serve`, not by build)
 PXE_CONFIG_DIR = "pxelinux.cfg"
 BOOTFILE = "pxelinux.0"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from ..bundle import layout
 from ..spec.model import DhcpMode, Spec
 
 
@@ -25,6 +26,7 @@ class Site:
     http_port: int = 80
     root: str = "/srv/bootpack"  # where the bundle directory is on the server
     dropped_hosts: tuple[str, ...] = field(default=())  # hosts whose fixed IP does not fit here
+    host_roots: str | None = None  # writable per-host root trees (default <root>/hosts)
 
     @classmethod
     def from_spec(cls, spec: Spec) -> Site:
@@ -34,6 +36,10 @@ class Site:
             dns=tuple(d.dns), domain=d.domain, lease_time=d.lease_time, mode=d.mode,
             http_port=spec.server.http_port, root=spec.server.root,
         )
+
+    @property
+    def host_roots_dir(self) -> str:
+        return self.host_roots or f"{self.root}/{layout.HOSTS_DIR}"
 
     @property
     def http_base(self) -> str:

@@ -156,6 +156,20 @@ def root_modes_have_what_they_need(spec: Spec) -> Iterable[str]:
             yield f"{where}.nfs_path: only used with root = 'nfs'; remove it or set root = 'nfs'"
 
 
+def writable_roots_are_nfs_hosts(spec: Spec) -> Iterable[str]:
+    roots = {e.name: e.root for e in spec.entries}
+    for i, host in enumerate(spec.hosts):
+        if not host.writable_root:
+            continue
+        if host.ip is None:
+            yield (f"hosts[{i}].writable_root: the writable export is limited to the host's "
+                   f"address; set hosts[{i}].ip")
+        entry = host.entry or spec.menu.default or spec.entries[0].name
+        if entry in roots and roots[entry] != "nfs":
+            yield (f"hosts[{i}].writable_root: only used when the host boots an entry with "
+                   "root = 'nfs'; remove it or point hosts[].entry at an nfs entry")
+
+
 CHECKS: tuple[Check, ...] = (
     unique_entry_names,
     unique_host_names,
@@ -170,6 +184,7 @@ CHECKS: tuple[Check, ...] = (
     host_entries_exist,
     entry_images_exist,
     root_modes_have_what_they_need,
+    writable_roots_are_nfs_hosts,
 )
 
 

@@ -172,6 +172,12 @@ class Host(_Section):
     ip: IPv4Address | None = Field(None, description="Fixed address (outside the dynamic range).")
     entry: SafeName | None = Field(None, description="Entry this host boots (default: menu.default).")
     cmdline: str = Field("", description="Appended to the entry's command line for this host.")
+    writable_root: bool = Field(
+        False,
+        description="nfs entries: boot this host from its own writable copy of the image's root "
+        "tree (<server.root>/hosts/<name>), exported read-write to this host's ip only (needs ip). "
+        "`bootpack serve` makes the copy on first start; every other export stays read-only.",
+    )
 
 
 class Spec(_Section):
