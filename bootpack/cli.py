@@ -46,6 +46,12 @@ def _schema(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _add_appliance_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .appliance.cli import add_commands
+
+    add_commands(commands)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootpack",
@@ -90,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print the JSON Schema of the spec format on stdout, e.g. "
                             "for editor completion with taplo or Even Better TOML.")
     p.set_defaults(handler=_schema)
+    _add_appliance_commands(commands)
     return parser
 
 

@@ -86,7 +86,7 @@ def render_ganesha(spec: Spec, site: Site) -> str:
             "    Squash = No_Root_Squash;\n"
             "    SecType = sys;\n"
             "    FSAL { Name = VFS; }\n"
-            f'    CLIENT {{ Clients = "{export.clients}"; Access_Type = {access}; }}\n'
+            f"    CLIENT {{ Clients = {export.clients}; Access_Type = {access}; }}\n"
             "}\n"
         )
     return "\n".join(blocks)

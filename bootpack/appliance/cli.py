@@ -1,0 +1,161 @@
+"""The appliance's subcommands: `serve`, `health` and `image` (added to the `bootpack` parser)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+from ..errors import BootpackError
+from ..progress import Progress
+from ..spec.model import DhcpMode
+
+
+def _address(value: str) -> IPv4Interface | IPv4Address:
+    try:
+        return IPv4Interface(value) if "/" in value else IPv4Address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IPv4 address (IP or IP/PREFIX)") from None
+
+
+def _range(value: str) -> tuple[IPv4Address, IPv4Address]:
+    first, sep, last = value.partition("-")
+    try:
+        pool = (IPv4Address(first.strip()), IPv4Address(last.strip()))
+    except ValueError:
+        pool = None
+    if not sep or pool is None or pool[0] > pool[1]:
+        raise argparse.ArgumentTypeError(f"{value!r}: give the pool as FIRST-LAST, e.g. "
+                                         "10.1.2.100-10.1.2.200")
+    return pool
+
+
+def _dhcp_mode(value: str) -> DhcpMode:
+    modes: dict[str, DhcpMode] = {"server": "server", "proxy": "proxy", "off": "none", "none": "none"}
+    if value not in modes:
+        raise argparse.ArgumentTypeError(f"{value!r}: use server, proxy or off")
+    return modes[value]
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def _serve(args: argparse.Namespace, progress: Progress) -> int:
+    from .run import ServeOptions, serve
+
+    def pick(value: object, env: str, parse: object) -> object:
+        if value is not None:
+            return value
+        raw = _env(env)
+        if raw is None:
+            return None
+        try:
+            return parse(raw)  # type: ignore[operator]
+        except argparse.ArgumentTypeError as exc:
+            raise BootpackError(f"${env}: {exc}") from None
+
+    force = args.force_dhcp or (_env("BOOTPACK_FORCE_DHCP") or "0").lower() in ("1", "yes", "true")
+    options = ServeOptions(
+        bundle=args.bundle,
+        interface=args.interface or _env("BOOTPACK_INTERFACE"),
+        address=pick(args.address, "BOOTPACK_ADDRESS", _address),  # type: ignore[arg-type]
+        dhcp=pick(args.dhcp, "BOOTPACK_DHCP", _dhcp_mode),  # type: ignore[arg-type]
+        dhcp_range=pick(args.range, "BOOTPACK_RANGE", _range),  # type: ignore[arg-type]
+        force_dhcp=force,
+        runtime=args.runtime_dir,
+        host_roots=args.host_roots or (Path(h) if (h := _env("BOOTPACK_HOST_ROOTS")) else None),
+    )
+    return serve(options)
+
+
+def _health(args: argparse.Namespace, progress: Progress) -> int:
+    from .health import run_health
+
+    ok, results = run_health(args.runtime_dir, retries=args.retries)
+    for r in results:
+        if not args.quiet_ok or not r.ok:
+            print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
+    print("healthy" if ok else "unhealthy")
+    return 0 if ok else 1
+
+
+def _image(args: argparse.Namespace, progress: Progress) -> int:
+    from ..bundle import layout
+    from .image import bake_image
+
+    source: Path = args.source
+    if (source / layout.MANIFEST).is_file():
+        result = bake_image(source, args.tag, base=args.base, progress=progress)
+    else:
+        from ..compiler import build_bundle
+        from ..spec import load_spec
+
+        loaded = load_spec(source)
+        with tempfile.TemporaryDirectory(prefix="bootpack-bundle-") as tmp:
+            bundle = Path(tmp) / loaded.spec.bundle.name
+            build_bundle(loaded, bundle, progress=progress)
+            result = bake_image(bundle, args.tag, base=args.base, progress=progress)
+    print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), bundle "
+          f"{result.labels['dev.bootpack.bundle.digest']}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    runtime_default = Path(os.environ.get("BOOTPACK_RUNTIME_DIR", "/run/bootpack"))
+
+    p = commands.add_parser(
+        "serve", help="serve a bundle: DHCP, TFTP, HTTP and NFS, supervised",
+        description="Serve BUNDLE_DIR on one interface: ISC dhcpd (server mode) or dnsmasq (proxy "
+        "mode), tftpd-hpa, nginx and NFS-Ganesha with rpcbind. Configs are rendered for the "
+        "network it runs on into --runtime-dir (the bundle is never written): when the address "
+        "or subnet differ from the spec's, pxelinux configs, DHCP, exports and URLs follow. "
+        "Daemons are restarted with backoff; SIGTERM stops everything. This is the appliance "
+        "image's entry point.",
+        epilog="Environment: BOOTPACK_INTERFACE, BOOTPACK_ADDRESS, BOOTPACK_DHCP, BOOTPACK_RANGE, "
+        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS stand for the options.")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", nargs="?",
+                   default=Path(os.environ.get("BOOTPACK_BUNDLE", ".")),
+                   help="the bundle directory (default $BOOTPACK_BUNDLE)")
+    p.add_argument("-i", "--interface", metavar="IFACE",
+                   help="serve on this interface (default: the one holding --address, or the "
+                   "only one with an IPv4 address)")
+    p.add_argument("-a", "--address", type=_address, metavar="IP[/PREFIX]",
+                   help="the server address clients use (default: the interface's); a prefix "
+                   "sets the served subnet")
+    p.add_argument("--dhcp", type=_dhcp_mode, metavar="server|proxy|off",
+                   help="override the spec's dhcp.mode")
+    p.add_argument("--range", type=_range, metavar="FIRST-LAST",
+                   help="DHCP pool (default: the spec's, moved to the served subnet at the same "
+                   "offsets)")
+    p.add_argument("--force-dhcp", action="store_true",
+                   help="start the DHCP server even if another DHCP server answers")
+    p.add_argument("--runtime-dir", type=Path, default=runtime_default, metavar="DIR",
+                   help=f"where runtime configs and state go (default {runtime_default})")
+    p.add_argument("--host-roots", type=Path, metavar="DIR",
+                   help="where writable per-host root trees live (default RUNTIME_DIR/hosts; "
+                   "mount a volume there to keep them)")
+    p.set_defaults(handler=_serve)
+
+    p = commands.add_parser(
+        "health", help="probe a running `bootpack serve` (TFTP, HTTP, NFS, daemons)",
+        description="Exit 0 when every daemon runs and pxelinux.0 reads over TFTP, a kernel over "
+        "HTTP and every export lists over NFS; 1 otherwise. The appliance's HEALTHCHECK.")
+    p.add_argument("--runtime-dir", type=Path, default=runtime_default, metavar="DIR")
+    p.add_argument("--retries", type=int, default=1, help="tries before reporting unhealthy")
+    p.add_argument("--quiet-ok", action="store_true", help="print only failures")
+    p.set_defaults(handler=_health)
+
+    p = commands.add_parser(
+        "image", help="bake a bundle into a boot-appliance container image",
+        description="Build the appliance image (containers/appliance/Dockerfile) holding "
+        "SOURCE (a bundle directory, or a spec that is built first), labelled with OCI "
+        "annotations and the bundle digest. Run it with `docker run` (see docs/appliance.md).")
+    p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR")
+    p.add_argument("-t", "--tag", required=True, metavar="REF", help="image reference, e.g. boot:1.0")
+    p.add_argument("--base", default="debian:bookworm-slim", metavar="IMAGE",
+                   help="base image (Debian 12 based; made locally with mmdebstrap when it is "
+                   "debian:bookworm-slim and missing)")
+    p.set_defaults(handler=_image)

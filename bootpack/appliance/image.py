@@ -1,0 +1,103 @@
+"""`bootpack image`: bake a bundle into an appliance image with the Docker SDK.
+
+The build context is assembled in a temporary folder: the Dockerfile from containers/appliance,
+bootpack and its dependencies as wheels (built here with pip, so the image build needs no package
+index) and the bundle directory. The image carries OCI annotations as labels: title and version
+from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from ..build.baseimage import DEFAULT_TAG, docker_client, ensure_debian_image
+from ..bundle.archive import source_date_epoch
+from ..bundle.manifest import read_manifest
+from ..errors import BootpackError
+from ..progress import NORMAL, Progress
+
+PROJECT = Path(__file__).resolve().parents[2]
+DOCKERFILE = PROJECT / "containers" / "appliance" / "Dockerfile"
+DIGEST_LABEL = "dev.bootpack.bundle.digest"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    tag: str
+    id: str
+    size: int
+    labels: dict[str, str]
+
+
+def image_labels(manifest: dict[str, Any], epoch: int) -> dict[str, str]:
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "org.opencontainers.image.title": manifest["name"],
+        "org.opencontainers.image.version": manifest["version"],
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.description": manifest.get("description") or
+        f"bootpack boot appliance for {manifest['name']} {manifest['version']}",
+        DIGEST_LABEL: manifest["digest"],
+        "dev.bootpack.version": manifest.get("bootpack_version", ""),
+    }
+
+
+def build_wheels(target: Path, progress: Progress) -> None:
+    """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps."""
+    if not (PROJECT / "pyproject.toml").is_file():
+        raise BootpackError(f"bootpack image needs bootpack's source tree (no pyproject.toml in "
+                            f"{PROJECT}); run it from a checkout installed with `pip install -e`")
+    own, deps = target / "bootpack", target / "deps"
+    for command in (
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(own), str(PROJECT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(deps), str(PROJECT)],
+    ):
+        progress.detail(" ".join(command))
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BootpackError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+    for wheel in deps.glob("bootpack-*.whl"):
+        wheel.unlink()
+
+
+def bake_image(bundle: Path, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
+               client: docker.DockerClient | None = None) -> ImageResult:
+    """Build the appliance image for a bundle directory."""
+    progress = progress or Progress(NORMAL)
+    manifest = read_manifest(bundle)
+    client = client or docker_client()
+    if base == DEFAULT_TAG:
+        with progress.step(f"Making sure {base} exists"):
+            ensure_debian_image(base, client=client)
+    labels = image_labels(manifest, source_date_epoch())
+    with tempfile.TemporaryDirectory(prefix="bootpack-image-") as tmp:
+        context = Path(tmp)
+        shutil.copyfile(DOCKERFILE, context / "Dockerfile")
+        with progress.step("Building wheels of bootpack and its dependencies"):
+            build_wheels(context / "wheels", progress)
+        with progress.step("Copying the bundle into the build context"):
+            shutil.copytree(bundle, context / "bundle", symlinks=True)
+        with progress.step(f"Building image {tag}"):
+            try:
+                image, logs = client.images.build(
+                    path=str(context), tag=tag, labels=labels, buildargs={"BASE": base}, rm=True,
+                    forcerm=True)
+            except docker.errors.BuildError as exc:
+                tail = "".join(str(line.get("stream", line.get("error", ""))) for line in exc.build_log)
+                raise BootpackError(f"building {tag} failed: {exc.msg}\n{tail[-3000:]}") from None
+            except docker.errors.APIError as exc:
+                raise BootpackError(f"building {tag} failed: {exc}") from None
+            for line in logs:
+                text = str(line.get("stream", "")).rstrip()
+                if text:
+                    progress.detail(text)
+    return ImageResult(tag=tag, id=str(image.id), size=int(image.attrs.get("Size", 0)), labels=labels)

@@ -1,0 +1,244 @@
+"""The I/O side of `bootpack serve`: read the bundle, look at the interface, write the runtime
+dir, check for another DHCP server, then supervise the daemons until SIGTERM.
+
+The bundle itself is never written to. The runtime dir holds the rendered configs and the TFTP
+root: the bundle's tftpboot files linked (or copied where links cannot cross file systems) next
+to the pxelinux.cfg/ rendered for this network, so tftpd can stay chrooted in it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from types import FrameType
+
+from ..bundle import layout
+from ..bundle.manifest import read_manifest
+from ..errors import BootpackError
+from ..spec.load import parse_spec
+from ..spec.model import DhcpMode, Spec
+from . import dhcp_probe
+from .health import STATE
+from .serve import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .supervisor import Output, Supervisor
+
+SYSLOG_SOCKET = Path("/dev/log")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    bundle: Path
+    interface: str | None = None
+    address: IPv4Interface | IPv4Address | None = None
+    dhcp: DhcpMode | None = None
+    dhcp_range: tuple[IPv4Address, IPv4Address] | None = None
+    force_dhcp: bool = False
+    runtime: Path = Path("/run/bootpack")
+    host_roots: Path | None = None
+    probe_timeout: float = 2.5
+
+
+def load_bundle_spec(bundle: Path) -> Spec:
+    read_manifest(bundle)  # a clear error when this is not a bundle
+    path = bundle / layout.SPEC
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BootpackError(f"{bundle}: the bundle has no {layout.SPEC}; rebuild it with this "
+                            "bootpack (`bootpack build`)") from None
+    return parse_spec(data, source=str(path))
+
+
+def interface_addresses(interface: str | None = None) -> dict[str, list[IPv4Interface]]:
+    """Interface name -> its IPv4 addresses with prefix (from `ip -j -4 addr`)."""
+    command = ["ip", "-j", "-4", "addr", "show"] + (["dev", interface] if interface else [])
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BootpackError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    found: dict[str, list[IPv4Interface]] = {}
+    for link in json.loads(result.stdout or "[]"):
+        found[link["ifname"]] = [IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+                                 for a in link.get("addr_info", []) if a.get("family") == "inet"]
+    return found
+
+
+def choose_interface(options: ServeOptions) -> tuple[str, IPv4Interface | None]:
+    """The serving interface and its address that matches --address (or its first address)."""
+    table = interface_addresses()
+    name = options.interface
+    if name is None:
+        wanted = options.address.ip if isinstance(options.address, IPv4Interface) else options.address
+        candidates = [n for n, addrs in table.items() if n != "lo" and addrs
+                      and (wanted is None or any(a.ip == wanted for a in addrs))]
+        if len(candidates) != 1:
+            raise BootpackError(f"cannot tell which interface to serve on (candidates: "
+                                f"{', '.join(candidates) or 'none'}); give --interface IFACE")
+        name = candidates[0]
+    if name not in table:
+        raise BootpackError(f"--interface {name}: no such interface (have {', '.join(table)})")
+    addrs = table[name]
+    if options.address is not None:
+        ip = options.address.ip if isinstance(options.address, IPv4Interface) else options.address
+        match = [a for a in addrs if a.ip == ip]
+        return name, match[0] if match else None
+    return name, addrs[0] if addrs else None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
+    """Write the runtime dir from scratch: configs, empty state files, the TFTP root."""
+    root = Path(paths.runtime)
+    tftp = root / RUNTIME_TFTP
+    if tftp.exists():
+        shutil.rmtree(tftp)
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    source = Path(paths.bundle) / layout.TFTP_DIR
+    for dirpath, _dirnames, filenames in os.walk(source):
+        rel = Path(dirpath).relative_to(source)
+        if rel.parts[:1] == (layout.PXE_CONFIG_DIR,):
+            continue  # the runtime renders its own
+        (tftp / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            if name.endswith(".img") and name.startswith("squashfs"):
+                continue  # served over HTTP only, straight from the bundle
+            _link_or_copy(Path(dirpath) / name, tftp / rel / name)
+    for rel_name, text in runtime.files.items():
+        target = root / rel_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o644)
+    for name in runtime.empty_files:
+        (root / name).write_text("")
+    for folder in (tftp, *[p for p in tftp.rglob("*") if p.is_dir()]):
+        folder.chmod(0o755)
+
+
+def prepare_host_roots(spec: Spec, bundle: Path, host_roots: Path, names: list[str],
+                       out: Output) -> None:
+    """A writable copy of the image's root tree for each writable host, made once and kept."""
+    for host in spec.hosts:
+        if host.name not in names:
+            continue
+        target = host_roots / host.name
+        if target.exists():
+            continue
+        entry = spec.host_entry(host)
+        assert entry.image is not None
+        source = bundle / layout.root_tree_path(entry.image)
+        out.line("bootpack", f"making writable root for {host.name}: {target} (from {source})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{host.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(source), str(staging)], check=True)
+        os.rename(staging, target)
+
+
+class SyslogListener:
+    """Receives datagrams on /dev/log (tftpd-hpa only logs to syslog) and prints them."""
+
+    FORWARD = {"in.tftpd": "tftpd"}
+
+    def __init__(self, out: Output, path: Path = SYSLOG_SOCKET) -> None:
+        self.out, self.path = out, path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        path.chmod(0o666)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                raw = self.sock.recv(8192)
+            except OSError:
+                return
+            text = raw.decode(errors="replace")
+            if text.startswith("<") and ">" in text:
+                text = text.split(">", 1)[1]
+            # "Nov 22 04:00:00 in.tftpd[12]: message" -> name from the tag, the message.
+            head, _, message = text.partition(": ")
+            tag = head.rsplit(" ", 1)[-1].split("[", 1)[0] if message else "syslog"
+            if tag in self.FORWARD:  # the others log to stderr too
+                self.out.line(self.FORWARD[tag], message)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> None:
+    try:
+        offers = dhcp_probe.probe(interface, timeout=timeout)
+    except OSError as exc:
+        raise BootpackError(f"could not check {interface} for another DHCP server ({exc}); "
+                            "give --force-dhcp to start the DHCP server anyway") from None
+    others = sorted({o.server for o in offers if o.server != str(own)})
+    if others:
+        raise BootpackError(
+            f"another DHCP server answers on {interface}: {', '.join(others)}. Two servers would "
+            "fight over the clients: use --dhcp proxy (boot data only) or --dhcp off, or "
+            "--force-dhcp if you are sure")
+
+
+def serve(options: ServeOptions, out: Output | None = None) -> int:
+    out = out or Output()
+    started = time.monotonic()
+    bundle = options.bundle.absolute()
+    spec = load_bundle_spec(bundle)
+    manifest = read_manifest(bundle)
+    interface, iface_address = choose_interface(options)
+    host_roots = options.host_roots or options.runtime / layout.HOSTS_DIR
+    rsite = runtime_site(spec, root=str(bundle), address=options.address, interface=iface_address,
+                         mode=options.dhcp, dhcp_range=options.dhcp_range,
+                         host_roots=str(host_roots.absolute()))
+    site = rsite.site
+    for warning in rsite.warnings:
+        out.line("bootpack", f"warning: {warning}")
+    paths = Paths(bundle=str(bundle), runtime=str(options.runtime.absolute()))
+    runtime = render_runtime(spec, site, paths, interface)
+    out.line("bootpack", f"serving {manifest['name']} {manifest['version']} ({manifest['digest']}) "
+             f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
+    if site.mode == "server" and not options.force_dhcp:
+        check_no_other_dhcp(interface, options.probe_timeout, site.address)
+    prepare_runtime(paths, runtime)
+    from ..render.nfs import writable_hosts
+
+    prepare_host_roots(spec, bundle, host_roots, [h.name for h in writable_hosts(spec, site)], out)
+    used = [e.image for e in spec.entries if e.image is not None]
+    kernel = layout.kernel_path(used[0]) if used else None
+    extra = {"address": str(site.address), "subnet": str(site.subnet), "interface": interface,
+             "mode": site.mode, "http_base": site.http_base, "kernel": kernel,
+             "exports": list(runtime.exports), "bundle": str(bundle),
+             "digest": manifest["digest"]}
+    syslog = SyslogListener(out) if not SYSLOG_SOCKET.exists() else None
+    supervisor = Supervisor(runtime.services, output=out,
+                            state_file=Path(paths.runtime) / STATE, extra_state=extra)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        out.line("bootpack", f"{signal.Signals(signum).name}: stopping")
+        supervisor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out.line("bootpack", f"runtime ready in {time.monotonic() - started:.1f} s; starting daemons")
+    try:
+        return supervisor.run()
+    finally:
+        if syslog is not None:
+            syslog.close()

@@ -1,0 +1,241 @@
+"""Test helpers for the boot appliance: a marker bundle, its appliance image, isolated Docker
+networks with a known bridge name, and appliance containers on them.
+
+Network safety: every network here is a Docker bridge the test creates (10.77.x.0/24 or
+10.78.x.0/24, bridge `bpbr-a*`) and removes on teardown; the appliance never runs with host
+networking and its DHCP only ever sees the test's own bridge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from bootpack.bundle import layout
+from bootpack.bundle.manifest import dump, make_manifest, read_manifest
+from bootpack.compiler import build_bundle
+from bootpack.spec import load_spec
+from tests.netmarker import nfs_root_tree, write_netmarker
+
+IMAGE_TAG = "bp-appl-test:latest"
+CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "DAC_READ_SEARCH", "NET_BIND_SERVICE"]
+# Unique per test session, so concurrent sessions (other engineers, CI) never collide.
+SLOT = 20 + os.getpid() % 200
+KNOWN_MAC = "52:54:00:a7:00:01"
+LIVE_MAC = "52:54:00:a7:00:02"
+NFS_MAC = "52:54:00:a7:00:03"
+NFS_MARK = "BOOTPACK-NFS-ROOT"
+
+
+def spec_subnet() -> IPv4Network:
+    return IPv4Network(f"10.77.{SLOT}.0/24")
+
+
+def spec_text(subnet: IPv4Network) -> str:
+    """The spec the appliance tests bake: server at .2, pool .100-.150, a known host at .20."""
+    a = str(subnet.network_address).rsplit(".", 1)[0]
+    return f"""schema = 1
+[bundle]
+name = "appliance-test"
+version = "1.0.0"
+description = "bootpack appliance tests"
+
+[server]
+address = "{a}.2"
+
+[dhcp]
+mode = "server"
+subnet = "{subnet}"
+range = ["{a}.100", "{a}.150"]
+router = "{a}.1"
+lease_time = 600
+
+[menu]
+title = "appliance test"
+timeout = 1
+default = "marker"
+
+[images.marker]
+kernel = "vmlinuz"
+initrd = "initrd.img"
+squashfs = "squashfs.img"
+
+[[entries]]
+name = "marker"
+image = "marker"
+root = "ramdisk"
+cmdline = "console=ttyS0 bootpack.entry=marker"
+
+[[entries]]
+name = "live"
+image = "marker"
+root = "live"
+cmdline = "console=ttyS0 bootpack.entry=live"
+
+[[entries]]
+name = "shared"
+image = "marker"
+root = "nfs"
+nfs_version = 4
+cmdline = "console=ttyS0 bootpack.entry=nfs"
+
+[[hosts]]
+name = "known"
+mac = "{KNOWN_MAC}"
+ip = "{a}.20"
+entry = "marker"
+cmdline = "bootpack.host=known"
+
+[[hosts]]
+name = "livehost"
+mac = "{LIVE_MAC}"
+ip = "{a}.21"
+entry = "live"
+
+[[hosts]]
+name = "nfshost"
+mac = "{NFS_MAC}"
+ip = "{a}.22"
+entry = "shared"
+"""
+
+
+def add_root_tree(bundle: Path, image: str, tree: dict[str, bytes]) -> None:
+    """Put an NFS root tree into a built bundle and refresh bundle.json (until image builds make
+    real root trees, the tests bring a small one)."""
+    root = bundle / layout.root_tree_path(image)
+    for rel, data in tree.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.chmod(0o755 if rel.startswith("bin/") or rel == "init" else 0o644)
+    old = read_manifest(bundle)
+    manifest = make_manifest(bundle, name=old["name"], version=old["version"],
+                             description=old["description"], spec_digest=old["spec_digest"],
+                             bootpack_version=old["bootpack_version"])
+    (bundle / layout.MANIFEST).write_text(dump(manifest))
+
+
+def make_bundle(work: Path, extra_tree: dict[str, bytes] | None = None) -> Path:
+    spec_dir = work / "spec"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    write_netmarker(spec_dir)
+    (spec_dir / "squashfs.img").write_bytes(bytes(range(256)) * 4096)  # 1 MiB stand-in
+    (spec_dir / "spec.toml").write_text(spec_text(spec_subnet()))
+    bundle = work / "bundle"
+    build_bundle(load_spec(spec_dir / "spec.toml"), bundle)
+    tree = {f"{NFS_MARK}": b"served by NFS-Ganesha from the bundle\n", "etc/hostname": b"marker\n"}
+    tree.update(extra_tree or {})
+    add_root_tree(bundle, "marker", tree)
+    return bundle
+
+
+@functools.cache
+def appliance_image(work: Path) -> tuple[str, float, int]:
+    """Build the test bundle and bake it (once per session). Returns (tag, seconds, size)."""
+    bundle = make_bundle(work, nfs_root_tree())
+    start = time.monotonic()
+    result = subprocess.run(
+        [str(Path(shutil.which("bootpack") or ".venv/bin/bootpack")), "image", str(bundle),
+         "--tag", IMAGE_TAG], capture_output=True, text=True, env={**os.environ,
+                                                                    "SOURCE_DATE_EPOCH": "1700000000"})
+    assert result.returncode == 0, result.stderr + result.stdout
+    seconds = time.monotonic() - start
+    size = int(docker.from_env().images.get(IMAGE_TAG).attrs["Size"])
+    return IMAGE_TAG, seconds, size
+
+
+@dataclass
+class TestNet:
+    network: Network
+    subnet: IPv4Network
+    bridge: str
+
+    def ip(self, host: int) -> str:
+        return str(self.subnet.network_address + host)
+
+
+@contextlib.contextmanager
+def test_network(client: docker.DockerClient, subnet: IPv4Network, tag: str) -> Iterator[TestNet]:
+    """A Docker bridge network named bp-appl-*, bridge bpbr-a*, removed on exit (with its
+    containers). Docker allocates dynamic addresses only from .32-.63, away from the pool."""
+    name = f"bp-appl-{SLOT}{tag}"
+    bridge = f"bpbr-a{SLOT}{tag}"
+    with contextlib.suppress(docker.errors.NotFound):
+        _remove_network(client.networks.get(name))
+    gateway = str(subnet.network_address + 1)
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+        subnet=str(subnet), gateway=gateway, iprange=str(IPv4Network(f"{subnet.network_address + 32}/27")))])
+    network = client.networks.create(name, driver="bridge", ipam=ipam,
+                                     options={"com.docker.network.bridge.name": bridge})
+    try:
+        yield TestNet(network, subnet, bridge)
+    finally:
+        _remove_network(network)
+
+
+def _remove_network(network: Network) -> None:
+    network.reload()
+    for container in network.containers:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True, v=True)
+    with contextlib.suppress(docker.errors.APIError):
+        network.remove()
+
+
+def start_appliance(client: docker.DockerClient, net: TestNet, ip: str, args: list[str],
+                    name: str, env: dict[str, str] | None = None) -> Container:
+    """Create the appliance container with a fixed address on the test network and start it."""
+    with contextlib.suppress(docker.errors.NotFound):
+        client.containers.get(name).remove(force=True, v=True)
+    networking = client.api.create_networking_config(
+        {net.network.name: client.api.create_endpoint_config(ipv4_address=ip)})
+    created = client.api.create_container(
+        IMAGE_TAG, command=args, name=name, environment=env or {},
+        host_config=client.api.create_host_config(cap_add=CAPS),
+        networking_config=networking)
+    client.api.start(created["Id"])
+    return client.containers.get(created["Id"])
+
+
+def wait_healthy(container: Container, timeout: float = 90) -> float:
+    """Seconds until `bootpack health` passes inside the container."""
+    start = time.monotonic()
+    last = ""
+    while time.monotonic() - start < timeout:
+        container.reload()
+        if container.status != "running":
+            raise AssertionError(f"appliance exited:\n{container.logs().decode()[-4000:]}")
+        code, out = container.exec_run(["bootpack", "health"])
+        last = out.decode()
+        if code == 0:
+            return time.monotonic() - start
+        time.sleep(0.5)
+    raise AssertionError(f"not healthy after {timeout} s:\n{last}\n{container.logs().decode()[-4000:]}")
+
+
+def dhcp_offers(client: docker.DockerClient, net: TestNet, mac: str, pxe: bool = False,
+                timeout: float = 4.0) -> list[dict[str, object]]:
+    """Run the DHCP probe as a client in a throw-away container on the test network."""
+    args = ["/opt/bootpack/bin/python", "-m", "bootpack.appliance.dhcp_probe", "--interface", "eth0",
+            "--mac", mac, "--timeout", str(timeout)] + (["--pxe"] if pxe else [])
+    try:
+        output = client.containers.run(IMAGE_TAG, entrypoint=args, network=net.network.name,
+                                       cap_add=["NET_RAW"], remove=True, stdout=True, stderr=False)
+    except docker.errors.ContainerError:
+        return []  # exit status 1: no offer
+    return [json.loads(line) for line in output.decode().splitlines() if line.strip()]
