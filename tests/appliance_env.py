@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,7 +62,7 @@ address = "{a}.2"
 [dhcp]
 mode = "server"
 subnet = "{subnet}"
-range = ["{a}.100", "{a}.150"]
+range = ["{a}.100", "{a}.120"]
 router = "{a}.1"
 lease_time = 600
 
@@ -145,22 +147,37 @@ def make_bundle(work: Path, extra_tree: dict[str, bytes] | None = None) -> Path:
 
 
 @functools.cache
-def appliance_image(work: Path) -> tuple[str, float, int]:
+def appliance_image() -> tuple[str, float, int]:
     """Build the test bundle and bake it (once per session). Returns (tag, seconds, size)."""
+    work = Path(tempfile.mkdtemp(prefix="bp-appl-"))
     bundle = make_bundle(work, nfs_root_tree())
     start = time.monotonic()
     result = subprocess.run(
-        [str(Path(shutil.which("bootpack") or ".venv/bin/bootpack")), "image", str(bundle),
+        [sys.executable, "-m", "bootpack", "image", str(bundle),
          "--tag", IMAGE_TAG], capture_output=True, text=True, env={**os.environ,
                                                                     "SOURCE_DATE_EPOCH": "1700000000"})
     assert result.returncode == 0, result.stderr + result.stdout
     seconds = time.monotonic() - start
     size = int(docker.from_env().images.get(IMAGE_TAG).attrs["Size"])
+    shutil.rmtree(work, ignore_errors=True)
     return IMAGE_TAG, seconds, size
 
 
+def docker_client_or_skip() -> docker.DockerClient:
+    import pytest
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Docker engine: {exc}")
+    return client
+
+
 @dataclass
-class TestNet:
+class BootNet:
     network: Network
     subnet: IPv4Network
     bridge: str
@@ -170,7 +187,7 @@ class TestNet:
 
 
 @contextlib.contextmanager
-def test_network(client: docker.DockerClient, subnet: IPv4Network, tag: str) -> Iterator[TestNet]:
+def isolated_network(client: docker.DockerClient, subnet: IPv4Network, tag: str) -> Iterator[BootNet]:
     """A Docker bridge network named bp-appl-*, bridge bpbr-a*, removed on exit (with its
     containers). Docker allocates dynamic addresses only from .32-.63, away from the pool."""
     name = f"bp-appl-{SLOT}{tag}"
@@ -183,7 +200,7 @@ def test_network(client: docker.DockerClient, subnet: IPv4Network, tag: str) -> 
     network = client.networks.create(name, driver="bridge", ipam=ipam,
                                      options={"com.docker.network.bridge.name": bridge})
     try:
-        yield TestNet(network, subnet, bridge)
+        yield BootNet(network, subnet, bridge)
     finally:
         _remove_network(network)
 
@@ -197,7 +214,7 @@ def _remove_network(network: Network) -> None:
         network.remove()
 
 
-def start_appliance(client: docker.DockerClient, net: TestNet, ip: str, args: list[str],
+def start_appliance(client: docker.DockerClient, net: BootNet, ip: str, args: list[str],
                     name: str, env: dict[str, str] | None = None) -> Container:
     """Create the appliance container with a fixed address on the test network and start it."""
     with contextlib.suppress(docker.errors.NotFound):
@@ -228,7 +245,7 @@ def wait_healthy(container: Container, timeout: float = 90) -> float:
     raise AssertionError(f"not healthy after {timeout} s:\n{last}\n{container.logs().decode()[-4000:]}")
 
 
-def dhcp_offers(client: docker.DockerClient, net: TestNet, mac: str, pxe: bool = False,
+def dhcp_offers(client: docker.DockerClient, net: BootNet, mac: str, pxe: bool = False,
                 timeout: float = 4.0) -> list[dict[str, object]]:
     """Run the DHCP probe as a client in a throw-away container on the test network."""
     args = ["/opt/bootpack/bin/python", "-m", "bootpack.appliance.dhcp_probe", "--interface", "eth0",

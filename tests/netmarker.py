@@ -63,7 +63,8 @@ case "$ROOT" in
     MYIP=$($B ip -4 -o addr show dev eth0 | $B sed -n 's/.* inet \\([0-9.]*\\).*/\\1/p')
     if $B mount -t nfs4 -o ro,vers=4.1,addr=$SERVER,clientaddr=$MYIP "$SERVER:$EXPORT" /newroot; then
       say "{MARKER} mounted $SERVER:$EXPORT"
-      $B mount --move /proc /newroot/proc 2>/dev/null || $B umount /proc
+      $B mount --move /dev /newroot/dev
+      $B mount --move /proc /newroot/proc
       $B umount /sys 2>/dev/null
       exec $B switch_root /newroot /init
     fi
@@ -87,7 +88,7 @@ exit 0
 
 NFS_INIT = f"""#!/bin/busybox sh
 B=/bin/busybox
-$B mount -t devtmpfs dev /dev 2>/dev/null
+[ -e /dev/ttyS0 ] || $B mount -t devtmpfs dev /dev
 ROOTDEV=$($B awk '$2 == "/" {{print $1}}' /proc/mounts | $B tail -1)
 echo "{NFS_ROOT_MARK}: /init running from $ROOTDEV; $($B cat /{NFS_FILE})" > /dev/ttyS0
 echo "{MARKER} done" > /dev/ttyS0
