@@ -113,6 +113,7 @@ name = "nfshost"
 mac = "{NFS_MAC}"
 ip = "{a}.22"
 entry = "shared"
+writable_root = true
 """
 
 

@@ -170,10 +170,21 @@ def test_nfs_exports_only_the_root_trees(address: str) -> None:
     assert "bundle.json" not in result.stdout and "tftpboot" not in result.stdout
 
 
-def test_nfs_export_is_read_only(appliance: Container) -> None:
+def test_nfs_shared_export_is_read_only_and_host_root_writable_only_by_its_host(
+        appliance: Container, net: BootNet, address: str) -> None:
     config = appliance.exec_run(["cat", "/run/bootpack/ganesha.conf"]).output.decode()
     assert f"Clients = {spec_subnet()}; Access_Type = RO;" in config
-    assert "Access_Type = RW" not in config
+    assert config.count("Access_Type = RW") == 1
+    assert f"Clients = {net.ip(22)}/32; Access_Type = RW;" in config
+    # The copy exists, and this host (the bridge, .1) is not the writable host: refused.
+    listing = appliance.exec_run(["ls", "/var/lib/bootpack/hosts/nfshost"]).output.decode()
+    assert "BOOTPACK-NFS-ROOT" in listing
+    result = subprocess.run(["nfs-ls", f"nfs://{address}/var/lib/bootpack/hosts/nfshost?version=4"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "BOOTPACK-NFS-ROOT" not in result.stdout
+    host_cfg, _ = tftp_read(address, "pxelinux.cfg/01-52-54-00-a7-00-03")
+    assert f"root=nfs4:{address}:/var/lib/bootpack/hosts/nfshost:vers=4,tcp" in host_cfg.decode()
+    assert " rw " in host_cfg.decode()
 
 
 def test_dhcp_offer_carries_next_server_and_filename(client: docker.DockerClient, net: BootNet,

@@ -24,6 +24,7 @@ from types import FrameType
 from ..bundle import layout
 from ..bundle.manifest import read_manifest
 from ..errors import BootpackError
+from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
@@ -217,14 +218,14 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     if site.mode == "server" and not options.force_dhcp:
         check_no_other_dhcp(interface, options.probe_timeout, site.address)
     prepare_runtime(paths, runtime)
-    from ..render.nfs import writable_hosts
-
     prepare_host_roots(spec, bundle, host_roots, [h.name for h in writable_hosts(spec, site)], out)
     used = [e.image for e in spec.entries if e.image is not None]
     kernel = layout.kernel_path(used[0]) if used else None
     extra = {"address": str(site.address), "subnet": str(site.subnet), "interface": interface,
              "mode": site.mode, "http_base": site.http_base, "kernel": kernel,
-             "exports": list(runtime.exports), "bundle": str(bundle),
+             # Health lists the shared exports; a writable host's export answers only that host.
+             "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
+             "bundle": str(bundle),
              "digest": manifest["digest"]}
     syslog = SyslogListener(out) if not SYSLOG_SOCKET.exists() else None
     supervisor = Supervisor(runtime.services, output=out,
