@@ -116,7 +116,7 @@ def test_missing_syslinux_names_the_package(tmp_path: Path, capsys: pytest.Captu
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from bootpack.build import syslinux
 
-    monkeypatch.setattr(syslinux, "DEBIAN_DIRS", ((tmp_path / "none", "pxelinux"),))
+    monkeypatch.setattr(syslinux, "DEBIAN_DIRS", ((tmp_path / "none", "pxelinux"),) * 2)
     assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out") == 2
     assert "pxelinux.0 not found; install Debian's `pxelinux` package" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
