@@ -103,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BootpackError as exc:
         print(f"bootpack: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:
+        # Permission denied, disk full, read-only file system: name the file and stop cleanly.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bootpack: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("bootpack: interrupted; nothing was changed", file=sys.stderr)
         return 130

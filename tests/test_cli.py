@@ -53,3 +53,12 @@ def test_help_explains_each_command() -> None:
         assert command in top
     assert "--output" in run("build", "--help").stdout
     assert run("build").returncode == 2  # argparse usage error
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "in", LAB)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run("build", str(spec), "--output", str(blocker / "out"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and str(blocker) in result.stderr
