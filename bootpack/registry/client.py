@@ -352,6 +352,8 @@ def _iter_content(response: requests.Response) -> Iterator[bytes]:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
+    if "IncompleteRead" in text or "Connection broken" in text:
+        return "connection broken"
     # urllib3 nests reasons: keep the innermost, most telling part.
     if "Caused by" in text or "Max retries" in text:
         inner = text.rsplit("(", 1)[-1].rstrip(")'\"")

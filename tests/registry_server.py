@@ -1,0 +1,172 @@
+"""A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1.
+
+Each server gets a free port, its own storage folder and, optionally, htpasswd (bcrypt) auth.
+Also a TCP proxy that cuts responses after a number of bytes, to interrupt downloads for real.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY = Path("/usr/bin/docker-registry")
+
+
+def registry_available() -> bool:
+    return REGISTRY.is_file()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    host: str  # 127.0.0.1:PORT
+    storage: Path
+    process: subprocess.Popen[bytes]
+
+    def blob_file(self, digest: str) -> Path:
+        hexdigest = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+
+def _config(folder: Path, port: int, htpasswd: Path | None) -> str:
+    text = f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {folder / 'storage'}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: bootpack-test
+"""
+    if htpasswd is not None:
+        text += f"""auth:
+  htpasswd:
+    realm: bootpack-test
+    path: {htpasswd}
+"""
+    return text
+
+
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    import bcrypt
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+    path.write_text(f"{user}:{hashed}\n")
+    return path
+
+
+@contextlib.contextmanager
+def run_registry(folder: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
+    """Start a registry storing into folder/storage; stop it (by its pid) afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(5):
+        port = free_port()
+        config = folder / "config.yml"
+        config.write_text(_config(folder, port, htpasswd))
+        log = (folder / "registry.log").open("wb")
+        process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log,
+                                   stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        up = False
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                up = True
+            except urllib.error.HTTPError:
+                up = True  # 401 with auth: it answers
+            except OSError:
+                time.sleep(0.1)
+                continue
+            break
+        if up:
+            break
+        process.kill()
+        process.wait()
+    else:
+        raise RuntimeError(f"docker-registry did not start; see {folder / 'registry.log'}")
+    try:
+        yield Registry(host=f"127.0.0.1:{port}", storage=folder / "storage", process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def cutting_proxy(target: str, limit: int) -> Iterator[str]:
+    """127.0.0.1:PORT forwarding to target; each connection's response stops after `limit` bytes."""
+    host, port = target.rsplit(":", 1)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def pump(src: socket.socket, dst: socket.socket, budget: int | None) -> None:
+        sent = 0
+        try:
+            while not stop.is_set():
+                data = src.recv(65536)
+                if not data:
+                    break
+                if budget is not None and sent + len(data) > budget:
+                    dst.sendall(data[: budget - sent])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except (TimeoutError, OSError):
+                continue
+            upstream = socket.create_connection((host, int(port)))
+            threading.Thread(target=pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, limit), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def copy_bundle(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, symlinks=True)
+    archive = src.with_name(src.name + ".tar.gz")
+    if archive.exists():
+        shutil.copyfile(archive, dst.with_name(dst.name + ".tar.gz"))
