@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import stat
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -420,3 +424,125 @@ def test_chunked_upload(bundle: Path, repo: str, tmp_path: Path, monkeypatch: py
     assert bootpack("push", bundle, repo, "--no-image", "--insecure") == 0
     assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "pulled", "--insecure") == 0
     assert tree(tmp_path / "pulled") == tree(bundle)
+
+
+# -- the appliance image (Docker engine) --------------------------------------------------------
+
+
+def _docker() -> Any:
+    import docker
+
+    return docker.from_env()
+
+
+@pytest.fixture
+def appliance(bundle: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A stand-in appliance image for `bundle` (until `bootpack image` lands): FROM scratch,
+    busybox and the bundle, labelled with the bundle digest; its command prints bundle.json."""
+    import shutil
+    import uuid
+
+    client = _docker()
+    digest = json.loads((bundle / "bundle.json").read_text())["digest"]
+    context = tmp_path / "context"
+    context.mkdir()
+    shutil.copyfile("/bin/busybox", context / "busybox")
+    (context / "busybox").chmod(0o755)
+    shutil.copytree(bundle, context / "bundle")
+    (context / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY bundle /srv/bootpack\n"
+        f"LABEL dev.bootpack.bundle.digest={digest}\n"
+        'CMD ["/bin/busybox", "cat", "/srv/bootpack/bundle.json"]\n')
+    tag = f"bp-reg-appliance:{uuid.uuid4().hex[:8]}"
+    image, _ = client.images.build(path=str(context), tag=tag, rm=True)
+    yield image.id, digest
+    _remove_image(image.id)
+
+
+def _remove_image(image_id: str) -> None:
+    import docker.errors
+
+    client = _docker()
+    try:
+        image = client.images.get(image_id)
+    except docker.errors.ImageNotFound:
+        return
+    for tag in image.tags:
+        client.images.remove(tag, noprune=False)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        client.images.remove(image_id, force=True)
+
+
+@pytest.mark.docker
+def test_push_appliance_image_and_run_it(bundle: Path, appliance: tuple[str, str], repo: str,
+                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+
+    image_id, digest = appliance
+    start = time.monotonic()
+    assert bootpack("push", bundle, repo, "--insecure") == 0  # finds the image by its label
+    print(f"push with image {time.monotonic() - start:.2f} s", file=sys.stderr)
+    out = capsys.readouterr().out
+    assert f"appliance {repo}:1.0-appliance@sha256:" in out and out.count("  pushed") == 2
+
+    assert bootpack("inspect", repo, "--insecure", "--json") == 0
+    rows = {r["tag"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"1.0", "latest", "1.0-appliance", "latest-appliance"}
+    assert rows["1.0-appliance"]["kind"] == "appliance"
+    assert rows["1.0-appliance"]["bundle_digest"] == digest
+    assert rows["1.0-appliance"]["version"] == "1.0"
+    assert rows["latest-appliance"]["digest"] == rows["1.0-appliance"]["digest"]
+
+    # The same again: nothing to do for either.
+    assert bootpack("push", bundle, repo, "--insecure") == 0
+    assert capsys.readouterr().out.count("unchanged (already published)") == 2
+
+    # Run the appliance from the registry, with no local copy of the image.
+    _remove_image(image_id)
+    client = _docker()
+    name = f"bp-reg-run-{uuid.uuid4().hex[:8]}"
+    try:
+        logs = client.containers.run(f"{repo}:1.0-appliance", name=name, remove=True)
+    finally:
+        _remove_image(client.images.get(f"{repo}:1.0-appliance").id)
+    assert json.loads(logs)["digest"] == digest
+
+
+@pytest.mark.docker
+def test_appliance_image_conflicts(bundle: Path, appliance: tuple[str, str], repo: str,
+                                   artifacts: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    image_id, digest = appliance
+    assert bootpack("push", bundle, repo, "--insecure", "--image", image_id) == 0
+    capsys.readouterr()
+    client = _docker()
+    other, _ = client.images.build(
+        fileobj=io.BytesIO(b"FROM scratch\nLABEL purpose=bp-reg-test\n"), rm=True)
+    try:
+        # another image under the published version: refused, the artifact stays as it was
+        err = error_of(capsys, bootpack("push", bundle, repo, "--insecure", "--image", other.id))
+        assert "1.0-appliance already holds another image" in err and "--force" in err
+        assert bootpack("push", bundle, repo, "--insecure", "--image", other.id, "--force") == 0
+    finally:
+        _remove_image(other.id)
+    # an image labelled for another bundle is not pushed as this one's appliance
+    newer = tmp_path / "newer"
+    assert bootpack("-q", "build", write_spec(tmp_path / "s", artifacts, "2.0"), "-o", newer) == 0
+    capsys.readouterr()
+    err = error_of(capsys, bootpack("push", newer, repo, "--insecure", "--image", image_id))
+    assert f"serves bundle {digest}" in err
+    err = error_of(capsys, bootpack("push", newer, repo, "--insecure"))
+    assert "no local appliance image" in err and "--no-image" in err
+
+
+@pytest.mark.docker
+def test_appliance_push_with_credentials(bundle: Path, appliance: tuple[str, str],
+                                         auth_registry: Registry, docker_config: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    repo = f"{auth_registry.host}/site/appliance"
+    login(docker_config, auth_registry.host, "builder", "wrong")
+    err = error_of(capsys, bootpack("push", bundle, repo, "--insecure"))
+    assert "credentials were rejected" in err
+    login(docker_config, auth_registry.host, "builder", "s3cret")
+    assert bootpack("push", bundle, repo, "--insecure") == 0
+    assert capsys.readouterr().out.count("  pushed") == 2
