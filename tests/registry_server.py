@@ -116,8 +116,9 @@ def run_registry(folder: Path, htpasswd: Path | None = None) -> Iterator[Registr
 
 
 @contextlib.contextmanager
-def cutting_proxy(target: str, limit: int) -> Iterator[str]:
-    """127.0.0.1:PORT forwarding to target; each connection's response stops after `limit` bytes."""
+def cutting_proxy(target: str, limit: int, stall: bool = False) -> Iterator[str]:
+    """127.0.0.1:PORT forwarding to target; each connection's response stops after `limit` bytes:
+    the connection is closed, or with stall=True kept open with nothing more sent."""
     host, port = target.rsplit(":", 1)
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -135,6 +136,8 @@ def cutting_proxy(target: str, limit: int) -> Iterator[str]:
                     break
                 if budget is not None and sent + len(data) > budget:
                     dst.sendall(data[: budget - sent])
+                    if stall:
+                        stop.wait()
                     break
                 dst.sendall(data)
                 sent += len(data)

@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import os
+import signal
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -352,6 +354,39 @@ def test_interrupted_pull_leaves_the_target_untouched(bundle: Path, artifacts: P
     assert tree(tmp_path / "deployed") == before
     assert (tmp_path / "deployed.tar.gz").read_bytes() == old_archive
     assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_during_pull_leaves_the_target_untouched(bundle: Path, artifacts: Path, repo: str,
+                                                        registry: Registry, tmp_path: Path) -> None:
+    """The real command, interrupted (SIGINT) while the download hangs half-way."""
+    assert bootpack("-q", "push", bundle, repo, "--no-image", "--insecure") == 0
+    assert bootpack("-q", "build", write_spec(tmp_path / "old", artifacts, "0.9"), "-o",
+                    tmp_path / "deployed") == 0
+    before = tree(tmp_path / "deployed")
+    with cutting_proxy(registry.host, limit=2_000_000, stall=True) as proxy:
+        path = repo.split("/", 1)[1]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bootpack", "pull", f"{proxy}/{path}:1.0", "-o",
+             str(tmp_path / "deployed"), "--insecure"], stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(tmp_path.glob(".deployed.*.tmp.tar.gz")):
+            time.sleep(0.05)
+        assert any(tmp_path.glob(".deployed.*.tmp.tar.gz")), "the download never started"
+        time.sleep(0.3)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "interrupted; nothing was changed" in err and "Traceback" not in err
+    assert tree(tmp_path / "deployed") == before
+    assert leftovers(tmp_path) == []
+
+
+def test_exit_status_of_the_command(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "bootpack", "pull", "site/boot:1.0", "-o",
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("bootpack: error: 'site/boot:1.0': name the registry host")
+    assert "Traceback" not in result.stderr
 
 
 def test_pull_refuses_to_replace_a_foreign_directory(bundle: Path, repo: str, tmp_path: Path,

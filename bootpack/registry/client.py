@@ -156,7 +156,9 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
             self.auth.set_basic_auth(*credentials)
             self._basic = True
         elif credentials is not None:
-            self.auth.set_basic_auth(*credentials)
+            self.auth.set_basic_auth(*credentials)  # traded for bearer tokens by oras
+        else:
+            return  # token auth without a login: anonymous tokens, asked per request
         check = self.do_request(self._url("/v2/"), "GET")
         if check.status_code != 200:
             raise RegistryError(f"{self.registry}: GET /v2/ answered HTTP {check.status_code} after "
