@@ -6,13 +6,19 @@ Also a TCP proxy that cuts responses after a number of bytes, to interrupt downl
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import http.server
+import json
+import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +48,15 @@ class Registry:
         return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
 
 
-def _config(folder: Path, port: int, htpasswd: Path | None) -> str:
+@dataclass(frozen=True)
+class TokenService:
+    realm: str  # http://127.0.0.1:PORT/token
+    service: str
+    issuer: str
+    certificate: Path
+
+
+def _config(folder: Path, port: int, htpasswd: Path | None, token: TokenService | None = None) -> str:
     text = f"""version: 0.1
 log:
   level: error
@@ -63,6 +77,14 @@ http:
     realm: bootpack-test
     path: {htpasswd}
 """
+    if token is not None:
+        text += f"""auth:
+  token:
+    realm: {token.realm}
+    service: {token.service}
+    issuer: {token.issuer}
+    rootcertbundle: {token.certificate}
+"""
     return text
 
 
@@ -75,13 +97,14 @@ def write_htpasswd(path: Path, user: str, password: str) -> Path:
 
 
 @contextlib.contextmanager
-def run_registry(folder: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
+def run_registry(folder: Path, htpasswd: Path | None = None,
+                 token: TokenService | None = None) -> Iterator[Registry]:
     """Start a registry storing into folder/storage; stop it (by its pid) afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
     for _attempt in range(5):
         port = free_port()
         config = folder / "config.yml"
-        config.write_text(_config(folder, port, htpasswd))
+        config.write_text(_config(folder, port, htpasswd, token))
         log = (folder / "registry.log").open("wb")
         process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -173,3 +196,74 @@ def copy_bundle(src: Path, dst: Path) -> None:
     archive = src.with_name(src.name + ".tar.gz")
     if archive.exists():
         shutil.copyfile(archive, dst.with_name(dst.name + ".tar.gz"))
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _libtrust_key_id(der_public_key: bytes) -> str:
+    """distribution's key ID: base32 of the first 240 bits of sha256(DER), in groups of 4."""
+    encoded = base64.b32encode(hashlib.sha256(der_public_key).digest()[:30]).decode()
+    return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
+
+
+@contextlib.contextmanager
+def token_service(folder: Path, user: str, password: str) -> Iterator[TokenService]:
+    """A minimal Docker token server (RS256 JWTs signed with openssl) granting what is asked
+    to `user`:`password` and refusing anyone else, like Harbor, GitLab or GHCR would."""
+    folder.mkdir(parents=True, exist_ok=True)
+    key, cert = folder / "token.key", folder / "token.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=bootpack-test-token"],
+                   check=True, capture_output=True)
+    pem = subprocess.run(["openssl", "x509", "-in", str(cert), "-pubkey", "-noout"], check=True,
+                         capture_output=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pem, check=True,
+                         capture_output=True).stdout
+    kid = _libtrust_key_id(der)
+    service, issuer = "bootpack-test", "bootpack-test-issuer"
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def sign(scopes: list[str], subject: str) -> str:
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "kid": kid}
+        claims = {"iss": issuer, "sub": subject, "aud": service, "exp": now + 600, "nbf": now - 10,
+                  "iat": now, "jti": os.urandom(8).hex(), "access": access}
+        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)],
+                                   input=signing_input.encode(), check=True, capture_output=True).stdout
+        return f"{signing_input}.{_b64url(signature)}"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+            given = self.headers.get("Authorization")
+            if given is not None and given != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            scopes = query.get("scope", []) if given else []  # anonymous: a token with no access
+            body = json.dumps({"token": sign(scopes, user if given else "")}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield TokenService(realm=f"http://127.0.0.1:{server.server_address[1]}/token", service=service,
+                           issuer=issuer, certificate=cert)
+    finally:
+        server.shutdown()
+        server.server_close()

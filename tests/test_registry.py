@@ -27,6 +27,7 @@ from tests.registry_server import (
     free_port,
     registry_available,
     run_registry,
+    token_service,
     write_htpasswd,
 )
 
@@ -448,6 +449,24 @@ def test_basic_auth_from_a_credential_helper(bundle: Path, auth_registry: Regist
     assert bootpack("push", bundle, repo, "--no-image", "--insecure") == 0
     assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "pulled", "--insecure") == 0
     assert tree(tmp_path / "pulled") == tree(bundle)
+
+
+def test_token_auth(bundle: Path, docker_config: Path, tmp_path: Path,
+                    capsys: pytest.CaptureFixture[str]) -> None:
+    """A registry that hands out bearer tokens (Harbor, GitLab, GHCR style)."""
+    with token_service(tmp_path / "token", "builder", "s3cret") as tokens, \
+            run_registry(tmp_path / "registry", token=tokens) as server:
+        repo = f"{server.host}/site/token"
+        err = error_of(capsys, bootpack("push", bundle, repo, "--no-image", "--insecure"))
+        assert "wants a login" in err and f"docker login {server.host}" in err
+        login(docker_config, server.host, "builder", "wrong")
+        err = error_of(capsys, bootpack("push", bundle, repo, "--no-image", "--insecure"))
+        assert "authentication failed" in err and f"docker login {server.host}" in err
+        login(docker_config, server.host, "builder", "s3cret")
+        assert bootpack("push", bundle, repo, "--no-image", "--insecure") == 0
+        assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "pulled", "--insecure") == 0
+        assert tree(tmp_path / "pulled") == tree(bundle)
+        assert bootpack("inspect", repo, "--insecure") == 0
 
 
 def test_chunked_upload(bundle: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,6 +127,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         self.registry = registry
         self.insecure = insecure
         self._basic = False
+        self._logged_in = False
         adapter = _TimeoutAdapter()
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -147,6 +148,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
                                 f"answered HTTP {response.status_code})")
         challenge = response.headers.get("Www-Authenticate", "")
         credentials = docker_credentials(self.registry)
+        self._logged_in = credentials is not None
         if challenge.lower().startswith("basic"):
             if credentials is None:
                 raise RegistryError(f"{self.registry}: the registry wants a login and "
@@ -192,13 +194,23 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         if self._basic:
             headers.update(self.auth.get_auth_header())
         try:
-            response: requests.Response = _ORAS_DO_REQUEST(self, url, method, data, headers, json, stream)
+            response: requests.Response = _ORAS_DO_REQUEST(self, url, method, data, dict(headers), json,
+                                                           stream)
+            if response.status_code == 401 and not self._basic and getattr(self.auth, "token", None):
+                # oras answers a 401 by resending the token it has; when the registry wants a
+                # wider scope (pull, then push), that token can never do: get a new one.
+                self.auth.token = None
+                response = _ORAS_DO_REQUEST(self, url, method, data, dict(headers), json, stream)
         except requests.RequestException as exc:
             raise self._connection_error(exc) from None
         except (ValueError, oras.auth.AuthenticationException) as exc:
             raise RegistryError(f"{self.registry}: authentication failed ({exc}); check "
                                 f"`docker login {self.registry}`") from None
         if response.status_code == 401:
+            if not self._logged_in:
+                raise RegistryError(f"{self.registry}: the registry wants a login for {method} "
+                                    f"{url.split(self.registry, 1)[-1]} and {docker_config_path()} has "
+                                    f"none for it; run `docker login {self.registry}`")
             raise RegistryError(f"{self.registry}: the credentials were rejected (HTTP 401); "
                                 f"run `docker login {self.registry}` again")
         if response.status_code == 403:
