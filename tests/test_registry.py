@@ -546,6 +546,8 @@ def test_push_appliance_image_and_run_it(bundle: Path, appliance: tuple[str, str
     assert rows["1.0-appliance"]["bundle_digest"] == digest
     assert rows["1.0-appliance"]["version"] == "1.0"
     assert rows["latest-appliance"]["digest"] == rows["1.0-appliance"]["digest"]
+    assert rows["latest-appliance"]["version"] == "1.0"
+    assert rows["1.0-appliance"]["created"].endswith("Z") and "." not in rows["1.0-appliance"]["created"]
 
     # The same again: nothing to do for either.
     assert bootpack("push", bundle, repo, "--insecure") == 0

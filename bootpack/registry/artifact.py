@@ -16,8 +16,10 @@ unless --force.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,6 +351,19 @@ class Published:
         return dict(self.__dict__)
 
 
+def _seconds(timestamp: str | None) -> str | None:
+    """RFC 3339 to whole seconds in UTC ('2026-11-22T04:17:11.45729382Z' -> '...04:17:11Z')."""
+    if not timestamp:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(re.sub(r"\.\d+", "", timestamp, count=1))
+    except ValueError:
+        return timestamp
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def describe(client: RegistryClient, ref: Reference, m: Manifest) -> Published:
     tag = ref.tag or ref.digest or ""
     layers = m.data.get("layers") or []
@@ -367,9 +382,12 @@ def describe(client: RegistryClient, ref: Reference, m: Manifest) -> Published:
             labels = (blob.get("config") or {}).get("Labels") or {}
         except (BootpackError, KeyError, ValueError):
             labels = {}
-        version = tag.removesuffix(APPLIANCE_SUFFIX) if tag.endswith(APPLIANCE_SUFFIX) else None
+        version = (labels or {}).get(A_VERSION)
+        if version is None and tag.endswith(APPLIANCE_SUFFIX) and tag != LATEST + APPLIANCE_SUFFIX:
+            version = tag.removesuffix(APPLIANCE_SUFFIX)
         return Published(tag=tag, kind="appliance", digest=m.digest, version=version,
-                         bundle_digest=(labels or {}).get(A_DIGEST), created=created, size=size)
+                         bundle_digest=(labels or {}).get(A_DIGEST), created=_seconds(created),
+                         size=size)
     return Published(tag=tag, kind="other", digest=m.digest, version=None, bundle_digest=None,
                      created=None, size=size)
 
@@ -390,6 +408,10 @@ def inspect_repository(client: RegistryClient, repo: Reference) -> list[Publishe
                 raise BootpackError(f"{ref}: no such tag or digest")
             continue  # deleted between listing and fetching
         found.append(describe(client, ref, m))
+    # An appliance without a version label (latest-appliance) serves the bundle with its digest.
+    versions = {p.bundle_digest: p.version for p in found if p.kind == "bundle" and p.version}
+    found = [dataclasses.replace(p, version=versions.get(p.bundle_digest))
+             if p.kind == "appliance" and p.version is None else p for p in found]
     found.sort(key=lambda p: p.tag)
     found.sort(key=lambda p: p.created or "", reverse=True)
     return found
