@@ -299,6 +299,24 @@ def test_not_a_bundle_directory(tmp_path: Path, registry: Registry,
     assert "not a bootpack bundle" in err
 
 
+def test_bundle_directory_without_its_archive(bundle: Path, repo: str, tmp_path: Path) -> None:
+    """The archive is written again, byte for byte the one `bootpack build` wrote."""
+    copy = tmp_path / "copy"
+    copy_bundle(bundle, copy)
+    (copy.with_name("copy.tar.gz")).unlink()
+    assert bootpack("-q", "push", copy, repo, "--no-image", "--insecure") == 0
+    assert bootpack("-q", "pull", f"{repo}:1.0", "-o", tmp_path / "pulled", "--insecure") == 0
+    assert tree(tmp_path / "pulled") == tree(bundle)
+    assert (tmp_path / "pulled.tar.gz").read_bytes() == bundle.with_name("lab.tar.gz").read_bytes()
+
+
+def test_reserved_version_is_refused_before_building(artifacts: Path, registry: Registry, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write_spec(tmp_path, artifacts, "latest")
+    err = error_of(capsys, bootpack("push", spec, f"{registry.host}/site/x", "--no-image", "--insecure"))
+    assert "reserved" in err and "Writing" not in err
+
+
 def test_damaged_bundle_directory_is_not_pushed(bundle: Path, repo: str, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     copy = tmp_path / "copy"

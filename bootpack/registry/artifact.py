@@ -161,6 +161,7 @@ def open_bundle(path: Path, workdir: Path, progress: Progress) -> BundleSource:
         from ..spec import load_spec
 
         loaded = load_spec(path)
+        check_version_tag(loaded.spec.bundle.version)  # before a possibly long build
         result = build_bundle(loaded, workdir / loaded.spec.bundle.name, progress=progress)
         directory, archive = result.output, result.archive
         manifest = read_manifest(directory)
