@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -42,6 +43,7 @@ class Registry:
     host: str  # 127.0.0.1:PORT
     storage: Path
     process: subprocess.Popen[bytes]
+    certificate: Path | None = None  # the CA to trust when it serves HTTPS
 
     def blob_file(self, digest: str) -> Path:
         hexdigest = digest.removeprefix("sha256:")
@@ -56,7 +58,18 @@ class TokenService:
     certificate: Path
 
 
-def _config(folder: Path, port: int, htpasswd: Path | None, token: TokenService | None = None) -> str:
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1 and localhost, valid for two days."""
+    cert, key = folder / "tls.pem", folder / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def _config(folder: Path, port: int, htpasswd: Path | None, token: TokenService | None = None,
+            tls: tuple[Path, Path] | None = None) -> str:
     text = f"""version: 0.1
 log:
   level: error
@@ -70,6 +83,11 @@ storage:
 http:
   addr: 127.0.0.1:{port}
   secret: bootpack-test
+"""
+    if tls is not None:
+        text += f"""  tls:
+    certificate: {tls[0]}
+    key: {tls[1]}
 """
     if htpasswd is not None:
         text += f"""auth:
@@ -97,14 +115,19 @@ def write_htpasswd(path: Path, user: str, password: str) -> Path:
 
 
 @contextlib.contextmanager
-def run_registry(folder: Path, htpasswd: Path | None = None,
-                 token: TokenService | None = None) -> Iterator[Registry]:
-    """Start a registry storing into folder/storage; stop it (by its pid) afterwards."""
+def run_registry(folder: Path, htpasswd: Path | None = None, token: TokenService | None = None,
+                 tls: bool = False) -> Iterator[Registry]:
+    """Start a registry storing into folder/storage; stop it (by its pid) afterwards.
+
+    With tls=True it serves HTTPS with a self-signed certificate (Registry.certificate)."""
     folder.mkdir(parents=True, exist_ok=True)
+    certificate = self_signed_certificate(folder) if tls else None
+    scheme = "https" if tls else "http"
+    context = ssl.create_default_context(cafile=str(certificate[0])) if certificate else None
     for _attempt in range(5):
         port = free_port()
         config = folder / "config.yml"
-        config.write_text(_config(folder, port, htpasswd, token))
+        config.write_text(_config(folder, port, htpasswd, token, certificate))
         log = (folder / "registry.log").open("wb")
         process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -112,7 +135,7 @@ def run_registry(folder: Path, htpasswd: Path | None = None,
         up = False
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1, context=context)
                 up = True
             except urllib.error.HTTPError:
                 up = True  # 401 with auth: it answers
@@ -127,7 +150,8 @@ def run_registry(folder: Path, htpasswd: Path | None = None,
     else:
         raise RuntimeError(f"docker-registry did not start; see {folder / 'registry.log'}")
     try:
-        yield Registry(host=f"127.0.0.1:{port}", storage=folder / "storage", process=process)
+        yield Registry(host=f"127.0.0.1:{port}", storage=folder / "storage", process=process,
+                       certificate=certificate[0] if certificate else None)
     finally:
         process.terminate()
         try:

@@ -279,6 +279,22 @@ def test_https_to_a_plain_http_registry_suggests_insecure(bundle: Path, repo: st
     assert "--insecure" in err
 
 
+def test_https_by_default(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    with run_registry(tmp_path / "registry", tls=True) as server:
+        repo = f"{server.host}/site/tls"
+        err = error_of(capsys, bootpack("push", bundle, repo, "--no-image"))
+        assert "TLS failed (CERTIFICATE_VERIFY_FAILED)" in err
+        assert server.certificate is not None
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.certificate))  # a private CA
+        assert bootpack("push", bundle, repo, "--no-image") == 0
+        assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "pulled") == 0
+        assert tree(tmp_path / "pulled") == tree(bundle)
+        # --insecure means plain HTTP, which this registry does not speak
+        err = error_of(capsys, bootpack("inspect", repo, "--insecure"))
+        assert "drop --insecure" in err
+
+
 def test_missing_version_and_not_a_bundle(bundle: Path, repo: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert bootpack("push", bundle, repo, "--no-image", "--insecure") == 0

@@ -144,8 +144,11 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         if response.status_code == 200:
             return
         if response.status_code != 401:
+            hint = ""
+            if self.insecure and "HTTPS" in response.text:
+                hint = "; it speaks HTTPS: drop --insecure"
             raise RegistryError(f"{self.registry}: does not look like an OCI registry (GET /v2/ "
-                                f"answered HTTP {response.status_code})")
+                                f"answered HTTP {response.status_code}){hint}")
         challenge = response.headers.get("Www-Authenticate", "")
         credentials = docker_credentials(self.registry)
         self._logged_in = credentials is not None
