@@ -57,13 +57,18 @@ def find_appliance_image(client: Any, bundle_digest: str) -> Any | None:
     return max(images, key=lambda i: (i.attrs.get("Created", ""), i.id))
 
 
-def ensure_appliance_image(bundle_dir: Path, manifest: dict[str, Any], *, image: str | None = None,
-                           client: Any = None, progress: Progress | None = None) -> str:
+def ensure_appliance_image(bundle_dir: Path, manifest: dict[str, Any] | None = None, *,
+                           image: str | None = None, client: Any = None,
+                           progress: Progress | None = None) -> str:
     """The ID of the local appliance image for this bundle.
 
     With `image` (--image), that image; it must not carry a different bundle's digest label.
     Without, the newest local image labelled dev.bootpack.bundle.digest=<bundle digest>.
     """
+    if manifest is None:
+        from ..bundle.manifest import read_manifest
+
+        manifest = read_manifest(bundle_dir)
     client = client or docker_client()
     digest = str(manifest["digest"])
     if image is not None:
