@@ -72,21 +72,10 @@ def _pull(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _inspect(args: argparse.Namespace, progress: Progress) -> int:
-    from .registry import inspect
+    from .registry import inspect, inspect_table
 
     rows = inspect(args.ref, insecure=args.insecure)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    header = ("TAG", "KIND", "VERSION", "CREATED", "SIZE", "DIGEST", "BUNDLE DIGEST")
-    table = [header] + [(
-        str(r["tag"]), str(r["kind"]), str(r["version"] or "-"), str(r["created"] or "-"),
-        "-" if r["size"] is None else f"{int(str(r['size'])) / 1e6:.1f} MB", str(r["digest"]),
-        str(r["bundle_digest"] or "-"),
-    ) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    print(json.dumps(rows, indent=2) if args.json else inspect_table(rows))
     return 0
 
 

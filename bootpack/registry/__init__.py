@@ -24,7 +24,7 @@ from .artifact import BundleSource, PullResult, PushResult, check_bundle_tag, op
 from .client import RegistryClient
 from .reference import LATEST, Reference, appliance_tag, parse_reference
 
-__all__ = ["PublishResult", "fetch", "inspect", "parse_reference", "publish"]
+__all__ = ["PublishResult", "fetch", "inspect", "inspect_table", "parse_reference", "publish"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +103,16 @@ def inspect(ref: str, *, insecure: bool = False) -> list[dict[str, object]]:
     parsed = parse_reference(ref)
     client = connect(parsed.registry, insecure)
     return [p.as_dict() for p in inspect_repository(client, parsed)]
+
+
+def inspect_table(rows: list[dict[str, object]]) -> str:
+    """inspect()'s rows as an aligned text table."""
+    header = ("TAG", "KIND", "VERSION", "CREATED", "SIZE", "DIGEST", "BUNDLE DIGEST")
+    table = [header] + [(
+        str(r["tag"]), str(r["kind"]), str(r["version"] or "-"), str(r["created"] or "-"),
+        "-" if r["size"] is None else f"{int(str(r['size'])) / 1e6:.1f} MB", str(r["digest"]),
+        str(r["bundle_digest"] or "-"),
+    ) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+                     for row in table)
