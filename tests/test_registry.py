@@ -303,7 +303,7 @@ def test_missing_version_and_not_a_bundle(bundle: Path, repo: str, tmp_path: Pat
     assert "no such tag" in err and "bootpack inspect" in err
     err = error_of(capsys, bootpack("pull", f"{repo}@sha256:" + "0" * 64, "-o", tmp_path / "out",
                                     "--insecure"))
-    assert "no such tag" in err
+    assert "no such digest" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -582,6 +582,10 @@ def test_push_appliance_image_and_run_it(bundle: Path, appliance: tuple[str, str
     assert rows["latest-appliance"]["digest"] == rows["1.0-appliance"]["digest"]
     assert rows["latest-appliance"]["version"] == "1.0"
     assert rows["1.0-appliance"]["created"].endswith("Z") and "." not in rows["1.0-appliance"]["created"]
+
+    # bootpack pull wants the bundle, not the image
+    err = error_of(capsys, bootpack("pull", f"{repo}:1.0-appliance", "-o", tmp_path / "x", "--insecure"))
+    assert "not a bootpack bundle" in err and "appliance image" in err
 
     # The same again: nothing to do for either.
     assert bootpack("push", bundle, repo, "--insecure") == 0

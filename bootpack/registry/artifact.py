@@ -287,16 +287,19 @@ def resolve_bundle(client: RegistryClient, ref: Reference) -> tuple[Manifest, di
     """The bundle manifest at ref and its archive layer descriptor, or a clear error."""
     m = client.get_manifest_raw(ref)
     if m is None:
-        raise BootpackError(f"{ref}: no such tag in the registry; `bootpack inspect {ref.name}` lists "
-                            "the published versions")
+        what = "digest" if ref.digest else "tag"
+        raise BootpackError(f"{ref}: no such {what} in the registry; `bootpack inspect {ref.name}` "
+                            "lists the published versions")
     if not is_bundle_manifest(m):
         hint = (" (that is the appliance image: run it with docker)"
                 if (ref.tag or "").endswith(APPLIANCE_SUFFIX) or m.media_type == DOCKER_MANIFEST else "")
         raise BootpackError(f"{ref}: not a bootpack bundle (media type {m.media_type}, artifact type "
                             f"{m.data.get('artifactType')}){hint}")
     layers = [lay for lay in m.data.get("layers") or [] if lay.get("mediaType") == LAYER_TYPE]
-    if len(layers) != 1 or not isinstance(layers[0].get("size"), int):
-        raise BootpackError(f"{ref}: a bundle manifest must have exactly one {LAYER_TYPE} layer")
+    if len(layers) != 1 or not isinstance(layers[0].get("size"), int) or \
+            not re.fullmatch(r"sha256:[0-9a-f]{64}", str(layers[0].get("digest"))):
+        raise BootpackError(f"{ref}: a bundle manifest must have exactly one {LAYER_TYPE} layer with "
+                            "a sha256 digest and a size")
     return m, layers[0]
 
 
