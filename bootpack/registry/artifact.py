@@ -386,7 +386,7 @@ def describe(client: RegistryClient, ref: Reference, m: Manifest) -> Published:
             labels = (blob.get("config") or {}).get("Labels") or {}
         except (BootpackError, KeyError, ValueError):
             labels = {}
-        version = (labels or {}).get(A_VERSION)
+        version = (labels or {}).get(A_VERSION) or (labels or {}).get(A_OCI_VERSION)
         if version is None and tag.endswith(APPLIANCE_SUFFIX) and tag != LATEST + APPLIANCE_SUFFIX:
             version = tag.removesuffix(APPLIANCE_SUFFIX)
         return Published(tag=tag, kind="appliance", digest=m.digest, version=version,
