@@ -52,6 +52,39 @@ def _add_appliance_commands(commands: argparse._SubParsersAction[argparse.Argume
     add_commands(commands)
 
 
+def _push(args: argparse.Namespace, progress: Progress) -> int:
+    from .registry import publish
+
+    result = publish(args.source, args.ref, image=args.image, with_image=not args.no_image,
+                     force=args.force, insecure=args.insecure, progress=progress)
+    b = result.bundle
+    print(f"bundle {b.name} {b.version} {b.digest}")
+    a = result.artifact
+    print(f"artifact  {a.ref}@{a.digest}  {'pushed' if a.pushed else 'unchanged (already published)'}")
+    if result.image is not None:
+        i = result.image
+        print(f"appliance {i.ref}@{i.digest}  {'pushed' if i.pushed else 'unchanged (already published)'}")
+    return 0
+
+
+def _pull(args: argparse.Namespace, progress: Progress) -> int:
+    from .registry import fetch
+
+    result = fetch(args.ref, args.output, insecure=args.insecure, progress=progress)
+    print(f"{result.output}: {result.files} files, {result.size / 1e6:.1f} MB, {result.bundle_digest} "
+          f"(from {result.ref}@{result.manifest_digest})")
+    print(f"{result.archive}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace, progress: Progress) -> int:
+    from .registry import inspect, inspect_table
+
+    rows = inspect(args.ref, insecure=args.insecure)
+    print(json.dumps(rows, indent=2) if args.json else inspect_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bootpack",
@@ -96,6 +129,46 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print the JSON Schema of the spec format on stdout, e.g. "
                             "for editor completion with taplo or Even Better TOML.")
     p.set_defaults(handler=_schema)
+
+    insecure_help = ("talk plain HTTP to the registry instead of HTTPS (for the appliance image the "
+                     "Docker engine decides: 127.0.0.0/8 and its insecure-registries)")
+    p = commands.add_parser("push", help="publish a bundle and its appliance image to an OCI registry",
+                            description="Publish SPEC (built first) or BUNDLE_DIR to the registry "
+                            "repository REF: the bundle as an OCI artifact at REF:VERSION and the "
+                            "appliance image at REF:VERSION-appliance (VERSION = [bundle] version); "
+                            "REF:latest and REF:latest-appliance follow the newest push. Versions are "
+                            "immutable: pushing the same bundle again changes nothing, a different "
+                            "one under an existing version fails unless --force. Credentials come from "
+                            "Docker's config (docker login, credHelpers, credsStore).")
+    p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR", help="spec file or bundle directory")
+    p.add_argument("ref", metavar="REF", help="repository without tag, e.g. registry.example.com/site/boot")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--image", metavar="IMAGE", help="local appliance image to push (default: the "
+                       "local image labelled dev.bootpack.bundle.digest=<the bundle's digest>)")
+    which.add_argument("--no-image", action="store_true", help="push only the bundle artifact")
+    p.add_argument("--force", action="store_true", help="replace a version that holds other content")
+    p.add_argument("--insecure", action="store_true", help=insecure_help)
+    p.set_defaults(handler=_push)
+
+    p = commands.add_parser("pull", help="fetch a published bundle into a directory, verified",
+                            description="Download the bundle at REF[:VERSION|@DIGEST] (default "
+                            ":latest) into DIR and DIR.tar.gz. Checks the archive's digest, then every "
+                            "file against bundle.json, in a temporary directory; DIR is replaced only "
+                            "when all checks pass, and must be absent, empty or an earlier bundle.")
+    p.add_argument("ref", metavar="REF", help="e.g. registry.example.com/site/boot:1.0")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
+                   help="bundle directory to create or replace")
+    p.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry")
+    p.set_defaults(handler=_pull)
+
+    p = commands.add_parser("inspect", help="list the bundles and appliance images published in REF",
+                            description="List every tag of the repository REF (or only REF:TAG or "
+                            "REF@DIGEST), newest first: kind (bundle or appliance), bundle version, "
+                            "creation time, size, manifest digest and bundle digest.")
+    p.add_argument("ref", metavar="REF", help="e.g. registry.example.com/site/boot")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry")
+    p.set_defaults(handler=_inspect)
     _add_appliance_commands(commands)
     return parser
 
@@ -109,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BootpackError as exc:
         print(f"bootpack: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        # Permission denied, disk full, read-only file system: name the file and stop cleanly.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"bootpack: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bootpack: interrupted; nothing was changed", file=sys.stderr)

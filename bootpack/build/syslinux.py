@@ -8,7 +8,8 @@ from pathlib import Path
 from ..bundle.layout import SYSLINUX_FILES
 from ..errors import BootpackError
 
-# Where Debian puts them, and which package ships each folder.
+# Where Debian puts them, and which package ships each folder: pxelinux.0 in the first, the
+# BIOS .c32 modules in the second.
 DEBIAN_DIRS = (
     (Path("/usr/lib/PXELINUX"), "pxelinux"),
     (Path("/usr/lib/syslinux/modules/bios"), "syslinux-common"),
@@ -33,12 +34,10 @@ def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
                                     f"${ENV}); point it at a folder with {', '.join(SYSLINUX_FILES)}")
             found[name] = candidate
             continue
-        for folder, package in DEBIAN_DIRS:
-            if (folder / name).is_file():
-                found[name] = folder / name
-                break
+        folder, package = DEBIAN_DIRS[0] if name == "pxelinux.0" else DEBIAN_DIRS[-1]
+        if (folder / name).is_file():
+            found[name] = folder / name
         else:
-            package = "pxelinux" if name == "pxelinux.0" else "syslinux-common"
             raise BootpackError(f"{name} not found; install Debian's `{package}` package "
                                 f"(apt-get install pxelinux syslinux-common) or pass --syslinux-dir")
     return found

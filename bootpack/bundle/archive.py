@@ -84,4 +84,11 @@ def extract_archive(archive: Path, target: Path) -> None:
         prefix = members[0].name
         for m in members[1:]:
             m.name = m.name.removeprefix(prefix + "/")
-        tar.extractall(target, members=members[1:], filter="tar")
+        tar.extractall(target, members=members[1:], filter=_safe_keep_modes)
+
+
+def _safe_keep_modes(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """The "tar" filter's path safety (nothing outside `dest`, no absolute links), but keep the
+    archived permission bits: root trees need their setuid and sticky bits."""
+    checked = tarfile.tar_filter(member, dest)
+    return checked.replace(mode=member.mode, deep=False) if member.mode is not None else checked

@@ -1,0 +1,98 @@
+"""DHCP snippets: their content, and acceptance by the real programs (dhcpd, dnsmasq, Kea)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bootpack.render import Site
+from bootpack.render.dhcp import render_dhcp, render_dnsmasq, render_isc, render_kea
+from bootpack.spec import parse_spec
+from tests.specs import lab_data
+
+
+def lab(mode: str = "server"):  # type: ignore[no-untyped-def]
+    data = lab_data()
+    data["dhcp"]["mode"] = mode
+    data["hosts"].append({"name": "node2", "mac": "52:54:00:00:00:02", "ip": "10.0.2.51"})
+    spec = parse_spec(data)
+    return spec, Site.from_spec(spec)
+
+
+def test_isc_has_pxe_boot_data_and_a_fixed_address_per_host() -> None:
+    text = render_isc(*lab())
+    assert "subnet 10.0.2.0 netmask 255.255.255.0 {" in text
+    assert "range 10.0.2.100 10.0.2.200;" in text
+    assert "next-server 10.0.2.2;" in text and 'filename "pxelinux.0";' in text
+    assert "host node1 {\n  hardware ethernet 52:54:00:aa:bb:cc;\n  fixed-address 10.0.2.50;" in text
+    assert "host node2 {" in text
+
+
+def test_dnsmasq_server_and_proxy_forms() -> None:
+    server = render_dnsmasq(*lab())
+    assert "dhcp-range=10.0.2.100,10.0.2.200,255.255.255.0,3600" in server
+    assert "dhcp-boot=pxelinux.0,,10.0.2.2" in server
+    assert "dhcp-host=52:54:00:aa:bb:cc,10.0.2.50,node1" in server
+    proxy = render_dnsmasq(*lab("proxy"))
+    assert "dhcp-range=10.0.2.0,proxy,255.255.255.0" in proxy
+    assert 'pxe-service=x86PC,"Lab",pxelinux,10.0.2.2' in proxy
+    assert "dhcp-host" not in proxy  # proxy mode hands out no addresses
+
+
+def test_kea_reservations_and_boot_fields() -> None:
+    config = json.loads(render_kea(*lab()))["Dhcp4"]
+    subnet = config["subnet4"][0]
+    assert subnet["next-server"] == "10.0.2.2" and subnet["boot-file-name"] == "pxelinux.0"
+    assert subnet["pools"] == [{"pool": "10.0.2.100 - 10.0.2.200"}]
+    assert {"hw-address": "52:54:00:aa:bb:cc", "ip-address": "10.0.2.50",
+            "hostname": "node1"} in subnet["reservations"]
+
+
+def test_files_per_mode() -> None:
+    assert sorted(render_dhcp(*lab())) == ["dhcpd.conf", "dnsmasq.conf", "kea-dhcp4.json"]
+    assert sorted(render_dhcp(*lab("proxy"))) == ["dnsmasq.conf"]
+    assert render_dhcp(*lab("none")) == {}
+
+
+def _check(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def _needs(program: str) -> None:
+    if shutil.which(program) is None:
+        pytest.fail(f"{program} not installed: run scripts/install --test")
+
+
+@pytest.mark.parametrize("mode", ["server", "proxy"])
+def test_dnsmasq_accepts_the_snippet(tmp_path: Path, mode: str) -> None:
+    _needs("dnsmasq")
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(render_dnsmasq(*lab(mode)))
+    result = _check(["dnsmasq", "--test", "-C", str(conf)])
+    assert result.returncode == 0, result.stderr
+    conf.write_text(conf.read_text() + "dhcp-range=nonsense\n")
+    assert _check(["dnsmasq", "--test", "-C", str(conf)]).returncode != 0
+
+
+def test_isc_dhcpd_accepts_the_snippet(tmp_path: Path) -> None:
+    _needs("dhcpd")
+    conf = tmp_path / "dhcpd.conf"
+    conf.write_text(render_isc(*lab()))
+    result = _check(["dhcpd", "-t", "-cf", str(conf)])
+    assert result.returncode == 0, result.stderr
+    conf.write_text(conf.read_text().replace("fixed-address 10.0.2.50;", "fixed-address;"))
+    assert _check(["dhcpd", "-t", "-cf", str(conf)]).returncode != 0
+
+
+def test_kea_accepts_the_snippet(tmp_path: Path) -> None:
+    _needs("kea-dhcp4")
+    conf = tmp_path / "kea-dhcp4.json"
+    conf.write_text(render_kea(*lab()))
+    result = _check(["kea-dhcp4", "-t", str(conf)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    conf.write_text(conf.read_text().replace('"10.0.2.100 - 10.0.2.200"', '"10.9.9.1 - 10.9.9.2"'))
+    assert _check(["kea-dhcp4", "-t", str(conf)]).returncode != 0

@@ -1,0 +1,60 @@
+"""Spec texts shared by tests: the issue's example, verbatim, and a builder for variations."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+LAB = """\
+schema = 1
+[bundle]
+name = "lab"
+version = "1.0.0"
+[server]
+address = "10.0.2.2"          # where clients reach TFTP/HTTP/NFS
+[dhcp]
+mode = "server"               # server | proxy | none
+subnet = "10.0.2.0/24"
+range = ["10.0.2.100", "10.0.2.200"]
+router = "10.0.2.2"
+dns = ["10.0.2.3"]
+[menu]
+title = "Lab"
+timeout = 5                   # seconds
+default = "live"
+[images.kdev]
+kernel = "artifacts/vmlinuz"
+initrd = "artifacts/initrd.img"   # optional
+[[entries]]
+name = "live"
+label = "Kernel under test"
+image = "kdev"
+root = "ramdisk"              # ramdisk | nfs | live | local
+cmdline = "console=ttyS0,115200"
+[[hosts]]
+name = "node1"
+mac = "52:54:00:aa:bb:cc"
+ip = "10.0.2.50"
+entry = "live"
+cmdline = "node=1"
+"""
+
+
+def lab_data() -> dict[str, Any]:
+    return copy.deepcopy(tomllib.loads(LAB))
+
+
+def write_spec(folder: Path, data: dict[str, Any] | str = LAB, artifacts: bool = True) -> Path:
+    """Write a spec (text or data) into folder, with small stand-in kernel/initrd files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if artifacts:
+        (folder / "artifacts").mkdir(exist_ok=True)
+        (folder / "artifacts" / "vmlinuz").write_bytes(b"kernel\n")
+        (folder / "artifacts" / "initrd.img").write_bytes(b"initrd\n")
+    path = folder / "spec.toml"
+    path.write_text(data if isinstance(data, str) else tomli_w.dumps(data))
+    return path

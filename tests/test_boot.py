@@ -1,0 +1,61 @@
+"""A real PXE boot: QEMU (TCG, SeaBIOS + iPXE) loads pxelinux.0 from the built tree over
+QEMU's user-mode TFTP, pxelinux picks the host file or the menu, and Debian's kernel boots the
+marker initramfs, which prints its command line on the serial console.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bootpack.cli import main
+from tests.marker import MARKER, write_artifacts
+from tests.specs import lab_data, write_spec
+from tests.vm import boot_vm, qemu_available
+
+pytestmark = [pytest.mark.boot,
+              pytest.mark.skipif(not qemu_available(), reason="needs qemu-system-x86 and ipxe-qemu")]
+
+DONE = f"{MARKER} done"
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("boot")
+    data = lab_data()
+    data["menu"]["timeout"] = 1
+    # A first menu entry that is not the default: the menu must honour menu.default.
+    data["entries"].insert(0, {"name": "other", "image": "kdev", "root": "ramdisk",
+                               "cmdline": "console=ttyS0,115200 entry=other"})
+    spec = write_spec(folder, data, artifacts=False)
+    write_artifacts(folder / "artifacts")
+    started = time.monotonic()
+    assert main(["-q", "build", str(spec), "--output", str(folder / "out")]) == 0
+    print(f"build: {time.monotonic() - started:.1f} s")
+    return folder / "out" / "tftpboot"
+
+
+def cmdline(log: str) -> str:
+    line = next(line for line in log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    return line.removeprefix(f"{MARKER} cmdline:").strip()
+
+
+def test_known_host_boots_its_entry_with_its_cmdline(tree: Path, tmp_path: Path) -> None:
+    boot = boot_vm(tmp_path / "serial.log", "52:54:00:aa:bb:cc", DONE, tftp_root=tree, timeout=240)
+    assert boot.found, boot.log[-3000:]
+    print(f"node1 boot to marker: {boot.seconds:.1f} s")
+    words = cmdline(boot.log).split()
+    assert "BOOT_IMAGE=images/kdev/vmlinuz" in words
+    assert words[1:3] == ["console=ttyS0,115200", "node=1"]
+    assert "entry=other" not in words
+
+
+def test_unknown_host_boots_the_menu_default(tree: Path, tmp_path: Path) -> None:
+    boot = boot_vm(tmp_path / "serial.log", "52:54:00:12:34:56", DONE, tftp_root=tree, timeout=240)
+    assert boot.found, boot.log[-3000:]
+    print(f"unknown host boot to marker: {boot.seconds:.1f} s")
+    words = cmdline(boot.log).split()
+    assert words[1] == "console=ttyS0,115200"
+    assert "node=1" not in words and "entry=other" not in words
