@@ -21,5 +21,6 @@ def test_exports_are_read_only_and_limited_to_the_subnet() -> None:
     ganesha = render_ganesha(spec, site)
     assert ganesha.count("EXPORT {") == 2
     assert 'Path = "/srv/bootpack/roots/kdev";\n    Pseudo = "/srv/bootpack/roots/kdev";' in ganesha
-    assert 'CLIENT { Clients = "10.0.2.0/24"; Access_Type = RO; }' in ganesha
+    # Ganesha 4.3 refuses a quoted client list ("Expected a client, got a double quoted string").
+    assert "CLIENT { Clients = 10.0.2.0/24; Access_Type = RO; }" in ganesha
     assert "Access_Type = None;" in ganesha  # nobody outside the subnet
