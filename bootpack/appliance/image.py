@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ import docker.errors
 
 from ..build.baseimage import DEFAULT_TAG, docker_client, ensure_debian_image
 from ..bundle.archive import source_date_epoch
-from ..bundle.manifest import read_manifest
+from ..bundle.manifest import read_manifest, walk
 from ..errors import BootpackError
 from ..progress import NORMAL, Progress
 
@@ -49,6 +50,14 @@ def image_labels(manifest: dict[str, Any], epoch: int) -> dict[str, str]:
         DIGEST_LABEL: manifest["digest"],
         "dev.bootpack.version": manifest.get("bootpack_version", ""),
     }
+
+
+def pack_bundle(bundle: Path, target: Path) -> None:
+    """The bundle as an uncompressed tar that keeps owners, modes and links: the Dockerfile's
+    ADD unpacks it as is (COPY would make every file root's, which breaks NFS root trees)."""
+    with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in walk(bundle):
+            tar.add(path, arcname=path.relative_to(bundle).as_posix(), recursive=False)
 
 
 def build_wheels(target: Path, progress: Progress) -> None:
@@ -84,8 +93,8 @@ def bake_image(bundle: Path, tag: str, *, base: str = DEFAULT_TAG, progress: Pro
         shutil.copyfile(DOCKERFILE, context / "Dockerfile")
         with progress.step("Building wheels of bootpack and its dependencies"):
             build_wheels(context / "wheels", progress)
-        with progress.step("Copying the bundle into the build context"):
-            shutil.copytree(bundle, context / "bundle", symlinks=True)
+        with progress.step("Packing the bundle into the build context"):
+            pack_bundle(bundle, context / "bundle.tar")
         with progress.step(f"Building image {tag}"):
             try:
                 image, logs = client.images.build(

@@ -183,6 +183,24 @@ class SyslogListener:
         self.path.unlink(missing_ok=True)
 
 
+def _syslog_free(path: Path = SYSLOG_SOCKET) -> bool:
+    """True when nobody listens on /dev/log (in a container); a stale socket left by a killed
+    earlier run is removed."""
+    if not path.exists():
+        return True
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
 def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> None:
     try:
         offers = dhcp_probe.probe(interface, timeout=timeout)
@@ -227,7 +245,7 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
              "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
              "bundle": str(bundle),
              "digest": manifest["digest"]}
-    syslog = SyslogListener(out) if not SYSLOG_SOCKET.exists() else None
+    syslog = SyslogListener(out) if _syslog_free() else None
     supervisor = Supervisor(runtime.services, output=out,
                             state_file=Path(paths.runtime) / STATE, extra_state=extra)
 
