@@ -199,3 +199,19 @@ def test_supervisor_restarts_with_backoff_and_stops(tmp_path: Path) -> None:
     assert "crash exited with status 3" in text and "ignored SIGTERM; killing it" in text
     assert json.loads((tmp_path / "state.json").read_text())["services"]["stubborn"]["state"] == "stopped"
     assert signal.SIGTERM  # the supervisor sent it; the stubborn one was killed after the grace
+
+
+def test_supervisor_restarts_dependents_after_their_dependency(tmp_path: Path) -> None:
+    out = io.StringIO()
+    base = ServiceSpec("base", (sys.executable, "-c", "import time; time.sleep(0.3)"))
+    user = ServiceSpec("user", (sys.executable, "-c", "import time; time.sleep(60)"), after=("base",))
+    sup = Supervisor([base, user], output=Output(out), state_file=tmp_path / "state.json",
+                     first_delay=0.1, max_delay=0.2)
+    thread = threading.Thread(target=sup.run, kwargs={"poll": 0.05})
+    thread.start()
+    time.sleep(1.5)
+    sup.stop()
+    thread.join(15)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["services"]["user"]["restarts"] >= 1
+    assert "restarting user after base" in out.getvalue()

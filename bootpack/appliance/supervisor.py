@@ -106,6 +106,7 @@ class Supervisor:
                 elif proc.state == "down" and now >= proc.next_start:
                     proc.restarts += 1
                     self._start(proc)
+                    self._restart_dependents(proc)
                     changed = True
             if changed:
                 self._write_state()
@@ -142,6 +143,15 @@ class Supervisor:
         reader = threading.Thread(target=self._pump, args=(proc.spec.name, popen), daemon=True)
         reader.start()
         proc.readers.append(reader)
+
+    def _restart_dependents(self, proc: _Proc) -> None:
+        """A restarted service (rpcbind) loses what others registered with it (Ganesha's RPC
+        programs): stop those so they start again after it."""
+        for other in self.procs:
+            if proc.spec.name in other.spec.after and other.state == "running" and other.popen:
+                self._wait_for((proc.spec.name,))
+                self.out.line("bootpack", f"restarting {other.spec.name} after {proc.spec.name}")
+                self._signal(other, signal.SIGTERM)
 
     def _pump(self, name: str, popen: subprocess.Popen[bytes]) -> None:
         assert popen.stdout is not None
