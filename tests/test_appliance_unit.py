@@ -215,3 +215,8 @@ def test_supervisor_restarts_dependents_after_their_dependency(tmp_path: Path) -
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["services"]["user"]["restarts"] >= 1
     assert "restarting user after base" in out.getvalue()
+
+
+def test_health_without_serve_is_unhealthy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["health", "--runtime-dir", str(tmp_path)]) == 1  # Docker reserves exit status 2
+    assert "unhealthy" in capsys.readouterr().out

@@ -74,7 +74,11 @@ def _serve(args: argparse.Namespace, progress: Progress) -> int:
 def _health(args: argparse.Namespace, progress: Progress) -> int:
     from .health import run_health
 
-    ok, results = run_health(args.runtime_dir, retries=args.retries)
+    try:
+        ok, results = run_health(args.runtime_dir, retries=args.retries)
+    except BootpackError as exc:  # exit 1, not 2: Docker reserves 2 in health checks
+        print(f"unhealthy: {exc}")
+        return 1
     for r in results:
         if not args.quiet_ok or not r.ok:
             print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}")
@@ -115,7 +119,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "Daemons are restarted with backoff; SIGTERM stops everything. This is the appliance "
         "image's entry point.",
         epilog="Environment: BOOTPACK_INTERFACE, BOOTPACK_ADDRESS, BOOTPACK_DHCP, BOOTPACK_RANGE, "
-        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS stand for the options.")
+        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS stand for the options; "
+        "BOOTPACK_RESTART_DELAY sets the first restart delay in seconds (default 1).")
     p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", nargs="?",
                    default=Path(os.environ.get("BOOTPACK_BUNDLE", ".")),
                    help="the bundle directory (default $BOOTPACK_BUNDLE)")
