@@ -29,6 +29,7 @@ from .families import Family
 
 WORK = ".bootpack"  # scratch folder at the container's root, removed from the exported tree
 NO_KERNEL, NO_INIT = 64, 65
+KERNEL_PACKAGES = ("linux-image", "linux-generic", "linux-virtual", "linux-kernel")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class NetbootOptions:
 
 def netboot_script(family: Family, options: NetbootOptions) -> str:
     lines = ["#!/bin/sh", "set -eu", "cd /"]
+    if not any(p.startswith(KERNEL_PACKAGES) for p in options.packages):
+        # Fail before spending minutes on packages when no kernel can appear.
+        lines += ['if [ -z "$(ls /lib/modules 2>/dev/null)" ]; then',
+                  f"  echo 'bootpack: no kernel in /lib/modules' >&2; exit {NO_KERNEL}", "fi"]
     if options.packages:
         lines += [
             "dpkg-divert --quiet --local --rename --divert /usr/bin/dracut.bootpack "
