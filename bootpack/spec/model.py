@@ -178,8 +178,9 @@ class Entry(_Section):
     image: SafeName | None = Field(None, description="Image to boot (not needed for root = local).")
     root: RootMode = Field(
         "ramdisk",
-        description="ramdisk: the initrd is the root; nfs: root over NFS; live: dracut livenet "
-        "squashfs over HTTP; local: boot the local disk.",
+        description="ramdisk: the initrd is the root (for from/dockerfile images: the whole root "
+        "tree as an initramfs); nfs: root over NFS; live: dracut livenet squashfs over HTTP; "
+        "local: boot the local disk.",
     )
     cmdline: str = Field("", description="Extra kernel command line.")
     nfs_path: ServerPath | None = Field(
