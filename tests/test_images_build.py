@@ -174,6 +174,44 @@ def test_readonly_root_handling_makes_etc_var_tmp_writable(debian_base_image: st
     assert "WRITABLE" in result.stdout and "USR-STILL-READ-ONLY" in result.stdout, result.stderr
 
 
+def direct_boot(serial_log: Path, kernel: Path, initrd: Path, cmdline: str, disk: Path,
+                until: str, timeout: float = 300) -> tuple[bool, float, str]:
+    """Boot a kernel directly (no PXE) with `disk` as a read-only virtio disk."""
+    command = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-display", "none",
+               "-nodefaults", "-serial", f"file:{serial_log}", "-no-reboot", "-kernel", str(kernel),
+               "-initrd", str(initrd), "-append", cmdline,
+               "-drive", f"file={disk},if=virtio,format=raw,readonly=on"]
+    start = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.monotonic() - start < timeout and proc.poll() is None:
+            if serial_log.exists() and until in serial_log.read_text(errors="replace"):
+                time.sleep(1)
+                break
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    log = serial_log.read_text(errors="replace") if serial_log.exists() else ""
+    return until in log, time.monotonic() - start, log
+
+
+@pytest.mark.boot
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
+def test_read_only_root_boots_clean(livenet: Built, tmp_path: Path) -> None:
+    """The NFS root's read-only handling, booted for real: the same tree (the live squashfs holds
+    exactly the NFS root tree) as a read-only disk, root mounted `ro` by the same dracut initrd.
+    NFS itself is proven by the appliance tests."""
+    images = livenet.result.output / "tftpboot/images/debian"
+    found, seconds, log = direct_boot(
+        tmp_path / "serial.log", images / "vmlinuz", images / "initrd.img",
+        "root=/dev/vda rootfstype=squashfs ro console=ttyS0", images / "squashfs.img", MARKER)
+    measure("boot to marker, read-only root (direct kernel boot)", seconds, "s")
+    assert found, log[-3000:]
+    assert "bootpack-volatile" in log  # the unit ran: / was read-only
+    assert f"{MARKER} failed=0" in log, log[-3000:]
+
+
 def _import(name: str, files: dict[str, str]) -> None:
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
