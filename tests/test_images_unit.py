@@ -259,3 +259,43 @@ def test_archive_keeps_owners_and_modes_in_root_trees(tmp_path: Path) -> None:
     extract_archive(archive, out)
     assert (out / "roots/os/usr/bin/su").stat().st_mode & 0o7777 == 0o4755
     assert (out / "roots/os/tmp").stat().st_mode & 0o7777 == 0o1777
+
+
+def test_cli_cache_info_and_prune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from bootpack.cli import main
+
+    monkeypatch.setenv("BOOTPACK_CACHE_DIR", str(tmp_path / "c"))
+    Cache().get_or_build("s", {}, lambda out: (out / "f").write_text("x" * 1000) and None)
+    assert main(["cache", "info"]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    assert main(["cache", "prune", "--older-than", "7"]) == 0
+    assert "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0
+    assert "removed 1 entry" in capsys.readouterr().out and Cache().entries() == []
+
+
+def test_overlay_goes_in_owned_by_root(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from bootpack.build.netboot import _work_archive
+
+    overlay = tmp_path / "overlay"
+    (overlay / "etc/dracut.conf.d").mkdir(parents=True)
+    conf = overlay / "etc/dracut.conf.d/x.conf"
+    conf.write_text("x")
+    os.chown(conf, 1000, 1000)
+    data = _work_archive("#!/bin/sh\n", overlay, 0)
+    assert data == _work_archive("#!/bin/sh\n", overlay, 0)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    member = members[".bootpack/overlay/etc/dracut.conf.d/x.conf"]
+    assert (member.uid, member.gid, member.mtime) == (0, 0, 0)
+    assert ".bootpack/netboot.sh" in members
+
+
+def test_docker_tags_are_valid() -> None:
+    from bootpack.build.images import _tag
+
+    assert _tag("Live.Net_", "debian") == "bootpack-live-net-debian:latest"

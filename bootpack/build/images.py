@@ -15,8 +15,9 @@ Menu, host, DHCP and server settings are in no key: changing them reuses every s
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..spec import LoadedSpec
 from ..spec.model import Spec
 from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
+from .cache import Entry as CacheEntry
 from .docker_image import docker_client, read_file, resolve_image
 from .netboot import WORK, NetbootOptions, run_netboot
 from .roottree import add_readonly_support, clean_tree, find_init, tree_size
@@ -83,6 +85,10 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
 def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
                   options: NetbootOptions, overlay: Path | None, where: str, mtime: int,
                   progress: Progress, out: Path) -> None:
+    if os.geteuid() != 0:
+        raise BootpackError(f"{where}: building a root tree from a container image needs root: "
+                            "its files must keep their owners (run bootpack build as root, e.g. "
+                            "with sudo)")
     tree = out / "tree"
     kver, initrd = run_netboot(client, image_id, family, options, overlay, tree, where=where,
                                mtime=mtime, progress=progress)
@@ -101,6 +107,12 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
     (out / "size").write_text(f"{tree_size(tree)}\n")
 
 
+def _tag(bundle: str, image: str) -> str:
+    """A valid Docker tag for a Dockerfile-built image, e.g. bootpack-livenet-debian:latest."""
+    words = re.sub(r"[^a-z0-9]+", "-", f"{bundle}-{image}".lower()).strip("-")
+    return f"bootpack-{words}:latest"
+
+
 def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
                 progress: Progress = SILENT, client: docker.DockerClient | None = None) -> BuiltImage:
     """Make a container-based spec image bootable for the root modes its entries use."""
@@ -114,7 +126,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
         image_id = resolve_image(
             client, where=where, ref=image.from_,
             dockerfile=loaded.resolve(image.dockerfile) if image.dockerfile else None,
-            tag=f"bootpack-{spec.bundle.name}-{name}:latest".lower(), progress=progress)
+            tag=_tag(spec.bundle.name, name), progress=progress)
     os_release = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
     family = families.detect_family(os_release or "", where)
     options = netboot_options(family, image.packages, modes)
@@ -174,7 +186,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
 
 
 def _cached(cache: Cache, step: str, inputs: dict[str, Any], title: str, progress: Progress,
-            build: Any) -> Any:
+            build: Callable[[Path], None]) -> CacheEntry:
     if cache.lookup(cache.key(step, inputs)) is not None:
         progress.info(f"{title} ... cached")
         return cache.get_or_build(step, inputs, build)
