@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from .build.cache import Cache
-from .build.images import BuiltImage, build_images
+from .build.images import BuiltImage, build_images, provenance
 from .build.run import run
 from .build.syslinux import find_syslinux_files
 from .bundle import layout
@@ -127,6 +127,7 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
+            extra={"images": {n: provenance(b) for n, b in sorted(built.items())}} if built else None,
         )
         (staging / layout.MANIFEST).write_text(dump(manifest))
         _fix_times(staging, mtime)

@@ -105,6 +105,9 @@ def test_bundle_has_boot_files_and_a_clean_nfs_root(livenet: Built) -> None:
     bundle = livenet.result.output
     manifest = json.loads((bundle / "bundle.json").read_text())
     paths = {row["path"] for row in manifest["files"]}
+    info = manifest["images"]["debian"]
+    assert info["source_image"].startswith("sha256:") and info["kernel_version"].endswith("-amd64")
+    assert set(info["steps"]) == {"rootfs", "squashfs", "ramdisk"}
     for name in ("vmlinuz", "initrd.img", "squashfs.img", "ramdisk.img"):
         assert f"tftpboot/images/debian/{name}" in paths
     root = bundle / "roots/debian"

@@ -42,6 +42,9 @@ DRACUT_MODULES = {
 }
 
 
+ROOTFS_FORMAT = 2  # bump when the rootfs step's output layout or cleaning changes
+
+
 @dataclass
 class BuiltImage:
     name: str
@@ -50,6 +53,8 @@ class BuiltImage:
     squashfs: Path | None = None  # live root
     ramdisk: Path | None = None  # ramdisk root (the initramfs the kernel boots)
     tree: Path | None = None  # nfs root tree
+    source: str = ""  # container image id the root tree was made from
+    kernel_version: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
     hits: dict[str, bool] = field(default_factory=dict)  # step -> reused from the cache
 
@@ -104,7 +109,14 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
     add_readonly_support(tree)
     init = find_init(tree)
     (out / "init").write_text(f"{init or ''}\n")
+    (out / "kver").write_text(f"{kver}\n")
     (out / "size").write_text(f"{tree_size(tree)}\n")
+
+
+def provenance(built: BuiltImage) -> dict[str, Any]:
+    """What bundle.json records about a built image: where it came from and its cache keys."""
+    return {"source_image": built.source, "kernel_version": built.kernel_version,
+            "steps": {step: f"sha256:{key}" for step, key in sorted(built.keys.items())}}
 
 
 def _tag(bundle: str, image: str) -> str:
@@ -132,10 +144,10 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     options = netboot_options(family, image.packages, modes)
     overlay = loaded.resolve(image.overlay) if image.overlay else None
     inputs: dict[str, Any] = {
-        "image": image_id, "family": family.name, "options": asdict(options),
+        "format": ROOTFS_FORMAT, "image": image_id, "family": family.name, "options": asdict(options),
         "overlay": digest_tree(overlay) if overlay else None, "source_date_epoch": mtime,
     }
-    built = BuiltImage(name=name, kernel=Path())
+    built = BuiltImage(name=name, kernel=Path(), source=image_id)
     key = cache.key("rootfs", inputs)
     title = f"{name}: packages, overlay and dracut in the image"
     if cache.lookup(key) is None:
@@ -148,6 +160,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     built.keys["rootfs"], built.hits["rootfs"] = entry.key, entry.hit
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"
+    built.kernel_version = (rootfs / "kver").read_text().strip()
     if (rootfs / "initrd.img").is_file():
         built.initrd = rootfs / "initrd.img"
     tree = rootfs / "tree"
