@@ -111,6 +111,18 @@ def _fix_times(root: Path, mtime: int) -> None:
     os.utime(root, (mtime, mtime))
 
 
+def _unchanged(output: Path, staging: Path, mtime: int) -> bool:
+    """The earlier bundle at output has the same manifest and file times as the new one, so its
+    archive has the same bytes (a rebuild with nothing changed skips minutes of gzip on big
+    root trees). The manifest covers every file's digest, the bootpack version and, for built
+    images, the cache keys of their root trees (owners and modes included)."""
+    old = output / layout.MANIFEST
+    try:
+        return old.stat().st_mtime == mtime and old.read_bytes() == (staging / layout.MANIFEST).read_bytes()
+    except OSError:
+        return False
+
+
 def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None = None,
                  progress: Progress | None = None, cache: Cache | None = None) -> BuildResult:
     """Compile a loaded spec into `output` and `output.tar.gz`, atomically."""
@@ -131,9 +143,14 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
         )
         (staging / layout.MANIFEST).write_text(dump(manifest))
         _fix_times(staging, mtime)
-        with progress.step("Writing the archive"):
-            write_archive(staging, archive_path(staging), f"{spec.bundle.name}-{spec.bundle.version}",
-                          mtime)
+        previous = archive_path(output.absolute())
+        if _unchanged(output.absolute(), staging, mtime) and previous.is_file():
+            with progress.step("Reusing the unchanged archive"):
+                shutil.copyfile(previous, archive_path(staging))
+        else:
+            with progress.step("Writing the archive"):
+                write_archive(staging, archive_path(staging),
+                              f"{spec.bundle.name}-{spec.bundle.version}", mtime)
     archive = archive_path(output.absolute())
     size = sum(row.get("size", 0) for row in manifest["files"])
     return BuildResult(output=output.absolute(), archive=archive, digest=manifest["digest"],
