@@ -241,9 +241,12 @@ def _spec(folder: Path, image: dict[str, Any], root: str = "live") -> Path:
 
 def test_unsupported_family_is_a_clear_error(debian_base_image: str, tmp_path: Path) -> None:
     _import("bootpack-test-alpine:1", {"etc/os-release": 'ID=alpine\nPRETTY_NAME="Alpine Linux"\n'})
-    with pytest.raises(BootpackError) as info:
-        build_images(load_spec(_spec(tmp_path, {"from": "bootpack-test-alpine:1"})), mtime=0,
-                     cache=Cache(tmp_path / "cache"))
+    try:
+        with pytest.raises(BootpackError) as info:
+            build_images(load_spec(_spec(tmp_path, {"from": "bootpack-test-alpine:1"})), mtime=0,
+                         cache=Cache(tmp_path / "cache"))
+    finally:
+        subprocess.run(["docker", "rmi", "bootpack-test-alpine:1"], capture_output=True)
     message = str(info.value)
     assert "images.os: Alpine Linux is not supported" in message and "debian" in message
 

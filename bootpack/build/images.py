@@ -148,15 +148,9 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
         "overlay": digest_tree(overlay) if overlay else None, "source_date_epoch": mtime,
     }
     built = BuiltImage(name=name, kernel=Path(), source=image_id)
-    key = cache.key("rootfs", inputs)
-    title = f"{name}: packages, overlay and dracut in the image"
-    if cache.lookup(key) is None:
-        with progress.step(title):
-            entry = cache.get_or_build("rootfs", inputs, lambda out: _build_rootfs(
-                client, image_id, family, options, overlay, where, mtime, progress, out))
-    else:
-        entry = cache.get_or_build("rootfs", inputs, lambda out: None)
-        progress.info(f"{title} ... cached")
+    entry = _cached(cache, "rootfs", inputs, f"{name}: packages, overlay and dracut in the image",
+                    progress, lambda out: _build_rootfs(client, image_id, family, options, overlay,
+                                                        where, mtime, progress, out))
     built.keys["rootfs"], built.hits["rootfs"] = entry.key, entry.hit
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"
