@@ -7,9 +7,11 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -57,27 +59,26 @@ def run_fed(command: Sequence[str | Path], chunks: Iterable[bytes], *, progress:
     """Run a command that reads `chunks` on its standard input (e.g. tar reading a stream)."""
     argv = [str(c) for c in command]
     progress.detail("$ " + shlex.join(argv) + " < (stream)")
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=stdout,
-                                stderr=subprocess.PIPE)
-    except FileNotFoundError:
-        raise BootpackError(f"{argv[0]} not found; run scripts/install") from None
-    assert proc.stdin is not None and proc.stderr is not None
-    broken = False
-    try:
-        for chunk in chunks:
-            try:
-                proc.stdin.write(chunk)
-            except BrokenPipeError:
-                broken = True
-                break
-    finally:
+    # stderr goes to a file: a chatty program must not block on a full pipe while we feed it.
+    with tempfile.TemporaryFile() as errors:
         try:
-            proc.stdin.close()
+            proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.PIPE, stdout=stdout,
+                                    stderr=errors)
+        except FileNotFoundError:
+            raise BootpackError(f"{argv[0]} not found; run scripts/install") from None
+        assert proc.stdin is not None
+        broken = False
+        try:
+            for chunk in chunks:
+                proc.stdin.write(chunk)
         except BrokenPipeError:
             broken = True
-    err = proc.stderr.read()
-    code = proc.wait()
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
+        code = proc.wait()
+        errors.seek(0)
+        err = errors.read()
     if code != 0 or broken:
         raise BootpackError(f"{what or argv[0]} failed (exit status {code}): {shlex.join(argv)}\n"
                             f"{_tail(err)}")
