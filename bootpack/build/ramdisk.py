@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 from ..errors import BootpackError
 from ..progress import SILENT, Progress
-from .run import need
+from .run import need, run_fed
 
 # Firmware loads the initrd into memory below 4 GiB and kernels unpack it into RAM: past about
 # 3-4 GiB many machines cannot boot it at all.
@@ -41,24 +39,17 @@ def _walk(root: Path) -> Iterator[Path]:
     yield from sorted(paths, key=lambda p: p.relative_to(root).as_posix().encode())
 
 
-def write_cpio(root: Path, out: IO[bytes], mtime: int, init: str | None = None) -> int:
-    """Write root as newc to out; returns the uncompressed size."""
-    written = 0
-
-    def put(data: bytes) -> None:
-        nonlocal written
-        out.write(data)
-        written += len(data)
-
+def cpio_chunks(root: Path, mtime: int, init: str | None = None) -> Iterator[bytes]:
+    """root as a newc archive, in chunks (headers, file data, trailer)."""
     ino = 1
-    put(_header(".", 0o040755, 0, 0, mtime, 0, ino))
+    yield _header(".", 0o040755, 0, 0, mtime, 0, ino)
     entries = list(_walk(root))
     names = {p.relative_to(root).as_posix() for p in entries}
     if init is not None and "init" not in names:
         target = init.lstrip("/").encode()
         ino += 1
-        put(_header("init", 0o120777, 0, 0, mtime, len(target), ino))
-        put(target + b"\0" * (-len(target) % 4))
+        yield _header("init", 0o120777, 0, 0, mtime, len(target), ino)
+        yield target + b"\0" * (-len(target) % 4)
     for path in entries:
         ino += 1
         st = path.lstat()
@@ -66,45 +57,41 @@ def write_cpio(root: Path, out: IO[bytes], mtime: int, init: str | None = None) 
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             data = os.readlink(path).encode()
-            put(_header(name, mode, st.st_uid, st.st_gid, mtime, len(data), ino))
-            put(data + b"\0" * (-len(data) % 4))
+            yield _header(name, mode, st.st_uid, st.st_gid, mtime, len(data), ino)
+            yield data + b"\0" * (-len(data) % 4)
         elif stat.S_ISREG(mode):
-            put(_header(name, mode, st.st_uid, st.st_gid, mtime, st.st_size, ino))
+            yield _header(name, mode, st.st_uid, st.st_gid, mtime, st.st_size, ino)
+            size = 0
             with path.open("rb") as f:
-                size = 0
                 while chunk := f.read(1 << 20):
-                    put(chunk)
                     size += len(chunk)
+                    yield chunk
             if size != st.st_size:
                 raise BootpackError(f"{path}: changed while packing the ramdisk")
-            put(b"\0" * (-size % 4))
+            yield b"\0" * (-size % 4)
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
-            put(_header(name, mode, st.st_uid, st.st_gid, mtime, 0, ino, rdev))
+            yield _header(name, mode, st.st_uid, st.st_gid, mtime, 0, ino, rdev)
         elif stat.S_ISDIR(mode) or stat.S_ISFIFO(mode):
-            put(_header(name, mode, st.st_uid, st.st_gid, mtime, 0, ino))
+            yield _header(name, mode, st.st_uid, st.st_gid, mtime, 0, ino)
         # sockets are skipped: they mean nothing in an image
-    put(_header("TRAILER!!!", 0, 0, 0, 0, 0, 0))
-    return written
+    yield _header("TRAILER!!!", 0, 0, 0, 0, 0, 0)
 
 
 def make_ramdisk(tree: Path, target: Path, mtime: int, init: str | None,
                  progress: Progress = SILENT, level: int = ZSTD_LEVEL) -> int:
     """tree -> target (newc cpio | zstd). Returns the uncompressed size."""
     zstd = need("zstd", "zstd")
+    size = 0
+
+    def counted() -> Iterator[bytes]:
+        nonlocal size
+        for chunk in cpio_chunks(tree, mtime, init):
+            size += len(chunk)
+            yield chunk
+
     # Multi-threaded zstd output does not depend on the number of threads, so -T0 stays
     # reproducible across machines.
-    command = [zstd, "-q", "-T0", f"-{level}", "-f", "-o", str(target)]
-    progress.detail("$ (cpio of " + str(tree) + ") | " + " ".join(command))
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin is not None and proc.stderr is not None
-    try:
-        size = write_cpio(tree, proc.stdin, mtime, init)
-    except BrokenPipeError:
-        size = 0
-    finally:
-        proc.stdin.close()
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
-        raise BootpackError(f"zstd failed packing the ramdisk: {err.strip()[-2000:]}")
+    run_fed([zstd, "-q", "-T0", f"-{level}", "-f", "-o", target], counted(), progress=progress,
+            what="zstd (packing the ramdisk)")
     return size
