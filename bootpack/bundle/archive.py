@@ -65,11 +65,13 @@ def _tarinfo(path: Path, arcname: str, mtime: int, keep_owner: bool = False) -> 
     return info
 
 
+# Level 1: most bytes are already compressed (zstd initrds, squashfs), so higher levels cost
+# twice the time for about 4% less.
 def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None) -> None:
     """Write root as a deterministic tar.gz at target, entries under `prefix/`."""
     mtime = source_date_epoch() if mtime is None else mtime
     with target.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                                  mtime=0, compresslevel=6) as gz, \
+                                                  mtime=0, compresslevel=1) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_tarinfo(root, prefix, mtime))
         for path in walk(root):
