@@ -39,6 +39,24 @@ def _build(args: argparse.Namespace, progress: Progress) -> int:
     return 0
 
 
+def _cache_prune(args: argparse.Namespace, progress: Progress) -> int:
+    from .build.cache import Cache
+
+    cache = Cache()
+    removed, freed = cache.prune(args.older_than)
+    print(f"{cache.root}: removed {removed} entr{'y' if removed == 1 else 'ies'}, "
+          f"freed {freed / 1e6:.1f} MB")
+    return 0
+
+
+def _cache_info(args: argparse.Namespace, progress: Progress) -> int:
+    from .build.cache import Cache
+
+    cache = Cache()
+    print(f"{cache.root}: {len(cache.entries())} entries, {cache.size() / 1e6:.1f} MB")
+    return 0
+
+
 def _schema(args: argparse.Namespace, progress: Progress) -> int:
     from .spec.reference import json_schema
 
@@ -124,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "libcom32.c32 (default: Debian's pxelinux and syslinux-common packages; "
                    "env BOOTPACK_SYSLINUX_DIR)")
     p.set_defaults(handler=_build)
+
+    p = commands.add_parser("cache", help="show or prune the build cache",
+                            description="Built images (root trees, initrds, squashfs, ramdisks) "
+                            "are cached by the digest of their inputs in the user's cache folder "
+                            "(env BOOTPACK_CACHE_DIR overrides it).")
+    cache_commands = p.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    c = cache_commands.add_parser("prune", help="remove cached build results",
+                                  description="Remove cached build results: all of them, or with "
+                                  "--older-than those not used for that many days.")
+    c.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="keep entries used within the last DAYS days")
+    c.set_defaults(handler=_cache_prune)
+    c = cache_commands.add_parser("info", help="show where the cache is and its size")
+    c.set_defaults(handler=_cache_info)
 
     p = commands.add_parser("schema", help="print the spec's JSON Schema (for editors)",
                             description="Print the JSON Schema of the spec format on stdout, e.g. "

@@ -10,10 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
+from .build.cache import Cache
+from .build.images import BuiltImage, build_images, provenance
+from .build.run import run
 from .build.syslinux import find_syslinux_files
 from .bundle import layout
 from .bundle.archive import source_date_epoch, write_archive
@@ -43,14 +47,34 @@ class BuildResult:
     size: int
 
 
-def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> Plan:
+def _plan_built(plan: Plan, built: BuiltImage) -> None:
+    tftp = layout.TFTP_DIR
+    plan.copies[f"{tftp}/{layout.kernel_path(built.name)}"] = built.kernel
+    for path, rel in ((built.initrd, layout.initrd_path(built.name)),
+                      (built.squashfs, layout.squashfs_path(built.name)),
+                      (built.ramdisk, layout.ramdisk_path(built.name))):
+        if path is not None:
+            plan.copies[f"{tftp}/{rel}"] = path
+    if built.tree is not None:
+        plan.trees[layout.root_tree_path(built.name)] = built.tree
+
+
+def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None,
+                built: Mapping[str, BuiltImage] | None = None) -> Plan:
+    """What goes where. `built`: container-based images already built (build_images); those
+    missing are built here, silently."""
     spec = loaded.spec
     plan = Plan()
     for name, source in find_syslinux_files(syslinux_dir).items():
         plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
     used = {e.image for e in spec.entries if e.image is not None}
+    if built is None or any(spec.images[n].container and n not in built for n in used):
+        built = build_images(loaded, mtime=source_date_epoch())
     for name in sorted(used):
         image = spec.images[name]
+        if image.container:
+            _plan_built(plan, built[name])
+            continue
         assert image.kernel is not None
         plan.copies[f"{layout.TFTP_DIR}/{layout.kernel_path(name)}"] = loaded.resolve(image.kernel)
         if image.initrd is not None:
@@ -82,7 +106,9 @@ def write_plan(plan: Plan, root: Path) -> None:
         shutil.copyfile(source, target)
         target.chmod(0o644)
     for rel, source in sorted(plan.trees.items()):
-        shutil.copytree(source, root / rel, symlinks=True)
+        # cp -a keeps owners, modes and hard links: a root tree needs them (shutil does not).
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        run(["cp", "-a", "--reflink=auto", source, root / rel], what="copying a root tree")
 
 
 def _fix_times(root: Path, mtime: int) -> None:
@@ -93,14 +119,27 @@ def _fix_times(root: Path, mtime: int) -> None:
     os.utime(root, (mtime, mtime))
 
 
+def _unchanged(output: Path, staging: Path, mtime: int) -> bool:
+    """The earlier bundle at output has the same manifest and file times as the new one, so its
+    archive has the same bytes (a rebuild with nothing changed skips minutes of gzip on big
+    root trees). The manifest covers every file's digest, the bootpack version and, for built
+    images, the cache keys of their root trees (owners and modes included)."""
+    old = output / layout.MANIFEST
+    try:
+        return old.stat().st_mtime == mtime and old.read_bytes() == (staging / layout.MANIFEST).read_bytes()
+    except OSError:
+        return False
+
+
 def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None = None,
-                 progress: Progress | None = None) -> BuildResult:
+                 progress: Progress | None = None, cache: Cache | None = None) -> BuildResult:
     """Compile a loaded spec into `output` and `output.tar.gz`, atomically."""
     progress = progress or Progress(NORMAL)
     spec = loaded.spec
     mtime = source_date_epoch()
+    built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
-        plan = plan_bundle(loaded, syslinux_dir)
+        plan = plan_bundle(loaded, syslinux_dir, built)
     with staged_output(output) as staging:
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
             write_plan(plan, staging)
@@ -108,12 +147,18 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
+            extra={"images": {n: provenance(b) for n, b in sorted(built.items())}} if built else None,
         )
         (staging / layout.MANIFEST).write_text(dump(manifest))
         _fix_times(staging, mtime)
-        with progress.step("Writing the archive"):
-            write_archive(staging, archive_path(staging), f"{spec.bundle.name}-{spec.bundle.version}",
-                          mtime)
+        previous = archive_path(output.absolute())
+        if _unchanged(output.absolute(), staging, mtime) and previous.is_file():
+            with progress.step("Reusing the unchanged archive"):
+                shutil.copyfile(previous, archive_path(staging))
+        else:
+            with progress.step("Writing the archive"):
+                write_archive(staging, archive_path(staging),
+                              f"{spec.bundle.name}-{spec.bundle.version}", mtime)
     archive = archive_path(output.absolute())
     size = sum(row.get("size", 0) for row in manifest["files"])
     return BuildResult(output=output.absolute(), archive=archive, digest=manifest["digest"],

@@ -32,6 +32,11 @@ def squashfs_path(image: str) -> str:
     return f"{image_dir(image)}/squashfs.img"
 
 
+def ramdisk_path(image: str) -> str:
+    """Root tree packed as an initramfs (ramdisk entries of container-built images)."""
+    return f"{image_dir(image)}/ramdisk.img"
+
+
 def root_tree_path(image: str) -> str:
     """Folder of an image's NFS root tree, relative to the bundle directory."""
     return f"{ROOTS_DIR}/{image}"

@@ -44,6 +44,7 @@ def staged_output(output: Path) -> Iterator[Path]:
     check_replaceable(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp makes it 0700; daemons (tftpd, nginx) must read the bundle
     staged_archive = archive_path(staging)
     try:
         yield staging

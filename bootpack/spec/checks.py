@@ -133,16 +133,41 @@ def entry_images_exist(spec: Spec) -> Iterable[str]:
                    f"or add an [images.{entry.image}] section")
 
 
+def images_have_one_source(spec: Spec) -> Iterable[str]:
+    for name, image in spec.images.items():
+        where = f"images.{name}"
+        sources = [key for key, value in (("kernel", image.kernel), ("from", image.from_),
+                                          ("dockerfile", image.dockerfile)) if value is not None]
+        if not sources:
+            yield (f"{where}: needs a source: 'kernel' (a path to the kernel file), 'from' (a "
+                   "container image such as 'debian:bookworm-slim') or 'dockerfile' (a path)")
+        elif len(sources) > 1:
+            yield (f"{where}: {' and '.join(repr(s) for s in sources)} are both set; give exactly "
+                   "one source: 'kernel' files, or 'from', or 'dockerfile'")
+        if image.container:
+            for key in ("initrd", "squashfs"):
+                if getattr(image, key) is not None:
+                    yield (f"{where}.{key}: bootpack builds it from the container image; remove "
+                           f"{key!r} (or use 'kernel' files instead of a container image)")
+        else:
+            for key in ("packages", "overlay"):
+                if getattr(image, key):
+                    yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images; remove "
+                           "it or build the image from a container image")
+
+
 def root_modes_have_what_they_need(spec: Spec) -> Iterable[str]:
     for i, entry in enumerate(spec.entries):
         image = spec.images.get(entry.image or "")
         if image is None:
             continue
         where = f"entries[{i}]"
-        if entry.root == "ramdisk" and image.initrd is None:
+        # A container image gets its initrd, squashfs and ramdisk built by bootpack.
+        files = not image.container
+        if files and entry.root == "ramdisk" and image.initrd is None:
             yield (f"{where}.root: 'ramdisk' uses the initrd as the root file system, but "
                    f"images.{entry.image} has no initrd; add images.{entry.image}.initrd")
-        if entry.root == "live":
+        if files and entry.root == "live":
             if image.initrd is None:
                 yield (f"{where}.root: 'live' needs a dracut initrd with the livenet module; "
                        f"add images.{entry.image}.initrd")
@@ -183,6 +208,7 @@ CHECKS: tuple[Check, ...] = (
     menu_default_exists,
     host_entries_exist,
     entry_images_exist,
+    images_have_one_source,
     root_modes_have_what_they_need,
     writable_roots_are_nfs_hosts,
 )
@@ -202,6 +228,14 @@ def missing_files(spec: Spec, base: Path) -> list[str]:
             if value is not None and not (base / value).is_file():
                 problems.append(
                     f"images.{name}.{key}: file {value!r} not found (looked at {base / value}); "
+                    "fix the path, which is relative to the spec file"
+                )
+        for key, is_kind, kind in (("dockerfile", Path.is_file, "file"),
+                                   ("overlay", Path.is_dir, "folder")):
+            value = getattr(image, key)
+            if value is not None and not is_kind(base / value):
+                problems.append(
+                    f"images.{name}.{key}: {kind} {value!r} not found (looked at {base / value}); "
                     "fix the path, which is relative to the spec file"
                 )
     return problems

@@ -15,13 +15,14 @@ import re
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
 _VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 
 
 def _safe_name(value: str) -> str:
@@ -124,20 +125,49 @@ class Menu(_Section):
     default: SafeName | None = Field(None, description="Entry booted on timeout (default: the first).")
 
 
+def _package(value: str) -> str:
+    if not _PACKAGE.match(value):
+        raise ValueError(f"{value!r} is not a package name (e.g. 'openssh-server' or "
+                         "'curl=7.88.1-10+deb12u8')")
+    return value
+
+
+Package = Annotated[str, AfterValidator(_package)]
+
+
 class Image(_Section):
-    """A kernel with its initrd and root file systems. Paths are relative to the spec file."""
+    """An OS to boot: kernel files given by path, or a container image bootpack makes bootable.
+
+    Give exactly one source: `kernel` (with `initrd`/`squashfs` files), `from` or `dockerfile`.
+    Paths are relative to the spec file."""
 
     kernel: SpecPath | None = Field(None, description="Kernel file (bzImage/vmlinuz).")
     initrd: SpecPath | None = Field(None, description="Initramfs file; optional for nfs and local entries.")
     squashfs: SpecPath | None = Field(
         None, description="Root file system as a squashfs, served over HTTP for live entries."
     )
+    from_: str | None = Field(
+        None, alias="from", min_length=1,
+        description="Container image reference (local, else pulled), e.g. 'debian:bookworm-slim'. "
+        "bootpack installs what the entries need, builds a dracut netboot initrd for the image's "
+        "kernel and packs its root tree for live, nfs and ramdisk entries. Debian-family images.",
+    )
+    dockerfile: SpecPath | None = Field(
+        None, description="Dockerfile to build the image from (context: its folder); as `from`."
+    )
+    packages: list[Package] = Field(
+        default_factory=list,
+        description="Extra packages installed in a from/dockerfile image (e.g. a kernel: "
+        "'linux-image-amd64').",
+    )
+    overlay: SpecPath | None = Field(
+        None, description="Folder copied over the root tree of a from/dockerfile image (owned by root)."
+    )
 
-    @model_validator(mode="after")
-    def _has_kernel(self) -> Image:
-        if self.kernel is None:
-            raise ValueError("needs 'kernel' (a path to the kernel file)")
-        return self
+    @property
+    def container(self) -> bool:
+        """Built from a container image (from/dockerfile) rather than given as files."""
+        return self.from_ is not None or self.dockerfile is not None
 
 
 class Entry(_Section):
@@ -148,8 +178,9 @@ class Entry(_Section):
     image: SafeName | None = Field(None, description="Image to boot (not needed for root = local).")
     root: RootMode = Field(
         "ramdisk",
-        description="ramdisk: the initrd is the root; nfs: root over NFS; live: dracut livenet "
-        "squashfs over HTTP; local: boot the local disk.",
+        description="ramdisk: the initrd is the root (for from/dockerfile images: the whole root "
+        "tree as an initramfs); nfs: root over NFS; live: dracut livenet squashfs over HTTP; "
+        "local: boot the local disk.",
     )
     cmdline: str = Field("", description="Extra kernel command line.")
     nfs_path: ServerPath | None = Field(

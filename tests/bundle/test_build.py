@@ -129,3 +129,8 @@ def test_syslinux_dir_override(tmp_path: Path) -> None:
         (folder / name).write_bytes(name.encode())
     assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out", "--syslinux-dir", str(folder)) == 0
     assert (tmp_path / "out/tftpboot/menu.c32").read_bytes() == b"menu.c32"
+
+
+def test_bundle_is_readable_by_daemons(tmp_path: Path) -> None:
+    assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out") == 0
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

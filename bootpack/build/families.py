@@ -1,0 +1,92 @@
+"""OS families bootpack can make network-bootable, recognised from the image's /etc/os-release.
+
+A family says how to install packages in the image and which packages each boot need brings.
+Only the Debian family (Debian, Ubuntu and other ID_LIKE=debian systems) is supported today; a new
+family is one more `Family` in FAMILIES with its package manager commands and package names.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from ..errors import BootpackError
+
+# What an image must carry for each need of its entries.
+DRACUT = "dracut"  # any dracut-built netboot initrd (live, nfs)
+LIVE = "live"  # dracut livenet: squashfs over HTTP
+NFS = "nfs"  # dracut nfs root
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    ids: frozenset[str]  # os-release ID or ID_LIKE words that select this family
+    update: str  # shell: refresh package lists
+    install: str  # shell prefix: install packages (names appended)
+    clean: str  # shell: drop package lists and caches
+    packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    kernel_package: str = ""  # suggested when an image has no kernel
+
+    def install_script(self, packages: list[str]) -> str:
+        if not packages:
+            return ""
+        return f"{self.update}\n{self.install} {shlex.join(packages)}\n"
+
+    def needs(self, modes: set[str]) -> list[str]:
+        """Packages the given needs bring, in a stable order without repeats."""
+        out: list[str] = []
+        for need in (DRACUT, LIVE, NFS):
+            if need in modes:
+                out += [p for p in self.packages.get(need, ()) if p not in out]
+        return out
+
+
+DEBIAN = Family(
+    name="debian",
+    ids=frozenset({"debian"}),
+    update="apt-get update -q",
+    install="DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
+    "-o Dpkg::Options::=--force-confold",
+    clean="apt-get clean && rm -rf /var/lib/apt/lists/*",
+    packages={
+        # network-legacy silently drops out without isc-dhcp-client, arping and pgrep (procps);
+        # the network module pulls systemd-networkd, which needs dbus (field notes).
+        DRACUT: ("dracut", "dracut-network", "dbus", "isc-dhcp-client", "iputils-arping", "procps",
+                 "zstd"),  # zstd: dracut --compress zstd falls back to gzip without it
+        LIVE: ("dracut-live", "curl"),  # livenet's url-lib needs curl
+        NFS: ("nfs-common",),
+    },
+    kernel_package="linux-image-amd64",
+)
+
+FAMILIES: tuple[Family, ...] = (DEBIAN,)
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = [value]
+        values[key.strip()] = " ".join(words)
+    return values
+
+
+def detect_family(os_release: str, where: str) -> Family:
+    """The family of an image from its os-release text; a clear error when unsupported."""
+    values = parse_os_release(os_release)
+    words = {values.get("ID", "")} | set(values.get("ID_LIKE", "").split())
+    for family in FAMILIES:
+        if family.ids & words:
+            return family
+    name = values.get("PRETTY_NAME") or values.get("ID") or "an unknown system (no os-release)"
+    supported = ", ".join(f"{f.name} (os-release ID or ID_LIKE {'/'.join(sorted(f.ids))})"
+                          for f in FAMILIES)
+    raise BootpackError(f"{where}: {name} is not supported for network boot; supported image "
+                        f"families: {supported}. Base the image on e.g. debian:bookworm-slim")

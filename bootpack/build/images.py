@@ -1,0 +1,213 @@
+"""Building a spec image from a container image: the pipeline, each step cached.
+
+    from / dockerfile --resolve--> image id --family (os-release)-->
+    rootfs step   (netboot.py: packages + overlay + dracut in a container, export, clean)
+                  -> kernel, dracut initrd, root tree               key: image id, packages,
+                                                                         overlay digest, dracut
+                                                                         options, SOURCE_DATE_EPOCH
+    squashfs step (live entries)    -> squashfs.img                 key: rootfs key, options
+    ramdisk step  (ramdisk entries) -> ramdisk.img (cpio.zst)       key: rootfs key, options
+    nfs entries use the cached root tree as is (roots/<image>/ in the bundle).
+
+Menu, host, DHCP and server settings are in no key: changing them reuses every step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+
+from ..errors import BootpackError
+from ..progress import SILENT, Progress
+from ..spec import LoadedSpec
+from ..spec.model import Spec
+from . import families, ramdisk, squashfs
+from .cache import Cache, digest_tree
+from .cache import Entry as CacheEntry
+from .docker_image import docker_client, read_file, resolve_image
+from .netboot import WORK, NetbootOptions, run_netboot
+from .roottree import add_readonly_support, clean_tree, find_init, tree_size
+
+# dracut modules each root mode needs (field notes: network-legacy, not systemd-networkd).
+DRACUT_MODULES = {
+    "live": ("livenet", "dmsquash-live", "network-legacy"),
+    "nfs": ("nfs", "network-legacy"),
+}
+
+
+ROOTFS_FORMAT = 2  # bump when the rootfs step's output layout or cleaning changes
+
+
+@dataclass
+class BuiltImage:
+    name: str
+    kernel: Path
+    initrd: Path | None = None  # dracut netboot initrd (live, nfs)
+    squashfs: Path | None = None  # live root
+    ramdisk: Path | None = None  # ramdisk root (the initramfs the kernel boots)
+    tree: Path | None = None  # nfs root tree
+    source: str = ""  # container image id the root tree was made from
+    kernel_version: str = ""
+    keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
+    hits: dict[str, bool] = field(default_factory=dict)  # step -> reused from the cache
+
+
+def image_modes(spec: Spec, name: str) -> set[str]:
+    return {e.root for e in spec.entries if e.image == name and e.root != "local"}
+
+
+def container_images(spec: Spec) -> list[str]:
+    """Names of used images built from a container image, sorted."""
+    used = {e.image for e in spec.entries if e.image is not None and e.root != "local"}
+    return sorted(n for n in used if spec.images[n].container)
+
+
+def netboot_options(family: families.Family, user_packages: Iterable[str],
+                    modes: set[str]) -> NetbootOptions:
+    needs: set[str] = set()
+    if modes & {"live", "nfs"}:
+        needs.add(families.DRACUT)
+    if "live" in modes:
+        needs.add(families.LIVE)
+    if "nfs" in modes:
+        needs.add(families.NFS)
+    packages = list(dict.fromkeys(user_packages))
+    packages += [p for p in family.needs(needs) if p not in packages]
+    add: list[str] = []
+    for mode in ("live", "nfs"):
+        if mode in modes:
+            add += [m for m in DRACUT_MODULES[mode] if m not in add]
+    return NetbootOptions(packages=tuple(packages), dracut_add=tuple(add))
+
+
+def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
+                  options: NetbootOptions, overlay: Path | None, where: str, mtime: int,
+                  progress: Progress, out: Path) -> None:
+    if os.geteuid() != 0:
+        raise BootpackError(f"{where}: building a root tree from a container image needs root: "
+                            "its files must keep their owners (run bootpack build as root, e.g. "
+                            "with sudo)")
+    tree = out / "tree"
+    kver, initrd = run_netboot(client, image_id, family, options, overlay, tree, where=where,
+                               mtime=mtime, progress=progress)
+    kernel = tree / "boot" / f"vmlinuz-{kver}"
+    if not kernel.is_file():
+        raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
+                            f"packages = [\"{family.kernel_package}\"]")
+    shutil.copyfile(kernel, out / "vmlinuz")
+    if initrd is not None:
+        os.replace(initrd, out / "initrd.img")
+    shutil.rmtree(tree / WORK)
+    clean_tree(tree)
+    add_readonly_support(tree)
+    init = find_init(tree)
+    (out / "init").write_text(f"{init or ''}\n")
+    (out / "kver").write_text(f"{kver}\n")
+    (out / "size").write_text(f"{tree_size(tree)}\n")
+
+
+def provenance(built: BuiltImage) -> dict[str, Any]:
+    """What bundle.json records about a built image: where it came from and its cache keys."""
+    return {"source_image": built.source, "kernel_version": built.kernel_version,
+            "steps": {step: f"sha256:{key}" for step, key in sorted(built.keys.items())}}
+
+
+def _tag(bundle: str, image: str) -> str:
+    """A valid Docker tag for a Dockerfile-built image, e.g. bootpack-livenet-debian:latest."""
+    words = re.sub(r"[^a-z0-9]+", "-", f"{bundle}-{image}".lower()).strip("-")
+    return f"bootpack-{words}:latest"
+
+
+def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
+                progress: Progress = SILENT, client: docker.DockerClient | None = None) -> BuiltImage:
+    """Make a container-based spec image bootable for the root modes its entries use."""
+    spec = loaded.spec
+    image = spec.images[name]
+    where = f"images.{name}"
+    modes = image_modes(spec, name)
+    client = client or docker_client()
+    source = image.from_ or image.dockerfile
+    with progress.step(f"{name}: container image {source}"):
+        image_id = resolve_image(
+            client, where=where, ref=image.from_,
+            dockerfile=loaded.resolve(image.dockerfile) if image.dockerfile else None,
+            tag=_tag(spec.bundle.name, name), progress=progress)
+    os_release = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
+    family = families.detect_family(os_release or "", where)
+    options = netboot_options(family, image.packages, modes)
+    overlay = loaded.resolve(image.overlay) if image.overlay else None
+    inputs: dict[str, Any] = {
+        "format": ROOTFS_FORMAT, "image": image_id, "family": family.name, "options": asdict(options),
+        "overlay": digest_tree(overlay) if overlay else None, "source_date_epoch": mtime,
+    }
+    built = BuiltImage(name=name, kernel=Path(), source=image_id)
+    entry = _cached(cache, "rootfs", inputs, f"{name}: packages, overlay and dracut in the image",
+                    progress, lambda out: _build_rootfs(client, image_id, family, options, overlay,
+                                                        where, mtime, progress, out))
+    built.keys["rootfs"], built.hits["rootfs"] = entry.key, entry.hit
+    rootfs = entry.path
+    built.kernel = rootfs / "vmlinuz"
+    built.kernel_version = (rootfs / "kver").read_text().strip()
+    if (rootfs / "initrd.img").is_file():
+        built.initrd = rootfs / "initrd.img"
+    tree = rootfs / "tree"
+    init = (rootfs / "init").read_text().strip() or None
+    if modes & {"live", "nfs", "ramdisk"} and init is None:
+        raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to its "
+                            "packages")
+
+    if "live" in modes:
+        sq_inputs = {"rootfs": entry.key, "options": list(squashfs.OPTIONS),
+                     "source_date_epoch": mtime}
+        sq = _cached(cache, "squashfs", sq_inputs, f"{name}: squashfs of the root tree", progress,
+                     lambda out: squashfs.make_squashfs(tree, out / "squashfs.img", mtime, progress))
+        built.keys["squashfs"], built.hits["squashfs"] = sq.key, sq.hit
+        built.squashfs = sq.path / "squashfs.img"
+    if "ramdisk" in modes:
+        rd_inputs = {"rootfs": entry.key, "level": ramdisk.ZSTD_LEVEL, "init": init,
+                     "source_date_epoch": mtime}
+
+        def make(out: Path) -> None:
+            size = ramdisk.make_ramdisk(tree, out / "ramdisk.img", mtime, init, progress)
+            (out / "unpacked-size").write_text(f"{size}\n")
+
+        rd = _cached(cache, "ramdisk", rd_inputs, f"{name}: ramdisk (cpio.zst) of the root tree",
+                     progress, make)
+        built.keys["ramdisk"], built.hits["ramdisk"] = rd.key, rd.hit
+        built.ramdisk = rd.path / "ramdisk.img"
+        unpacked = int((rd.path / "unpacked-size").read_text())
+        if unpacked > ramdisk.WARN_BYTES or built.ramdisk.stat().st_size > ramdisk.WARN_BYTES:
+            progress.warn(f"{where}: the ramdisk unpacks to {unpacked / 2**30:.1f} GiB; firmware "
+                          "and kernels often fail past about 3-4 GiB. Slim the image or use "
+                          "root = 'live' or 'nfs'")
+    if "nfs" in modes:
+        built.tree = tree
+    return built
+
+
+def _cached(cache: Cache, step: str, inputs: dict[str, Any], title: str, progress: Progress,
+            build: Callable[[Path], None]) -> CacheEntry:
+    if cache.lookup(cache.key(step, inputs)) is not None:
+        progress.info(f"{title} ... cached")
+        return cache.get_or_build(step, inputs, build)
+    with progress.step(title):
+        return cache.get_or_build(step, inputs, build)
+
+
+def build_images(loaded: LoadedSpec, *, cache: Cache | None = None, mtime: int,
+                 progress: Progress = SILENT) -> dict[str, BuiltImage]:
+    """Every used container-based image of the spec, built or taken from the cache."""
+    names = container_images(loaded.spec)
+    if not names:
+        return {}
+    cache = cache or Cache()
+    client = docker_client()
+    return {name: build_image(loaded, name, cache=cache, mtime=mtime, progress=progress,
+                              client=client) for name in names}

@@ -1,0 +1,156 @@
+"""Making a container image network-bootable, inside a container run from it.
+
+One container does it all, so nothing of the host leaks in: it installs the packages the user
+asked for plus what the image's boot needs (families.Family.needs), copies the overlay over the
+root, then runs dracut for the image's own kernel with the modules the entries need. Its file
+system is then exported into a host folder; the kernel and initrd are taken out of it.
+
+While packages install, /usr/bin/dracut is diverted to a no-op, so kernel and dracut postinst
+scripts do not spend a minute building an initrd we would throw away.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from ..errors import BootpackError
+from ..progress import SILENT, Progress
+from .docker_image import export_tree, remove_quietly
+from .families import Family
+
+WORK = ".bootpack"  # scratch folder at the container's root, removed from the exported tree
+NO_KERNEL, NO_INIT = 64, 65
+KERNEL_PACKAGES = ("linux-image", "linux-generic", "linux-virtual", "linux-kernel")
+
+
+@dataclass(frozen=True)
+class NetbootOptions:
+    packages: tuple[str, ...]  # the user's and the needed ones, in install order
+    dracut_add: tuple[str, ...]  # empty: no dracut initrd (ramdisk-only images)
+    dracut_omit: tuple[str, ...] = ("systemd-networkd",)
+    compress: str = "zstd"
+
+    def dracut_args(self) -> list[str]:
+        # --no-hostonly: the initrd boots any machine, not only the build container.
+        return ["--reproducible", "--no-hostonly", "--no-hostonly-cmdline", "--force",
+                "--compress", self.compress, "--add", " ".join(self.dracut_add),
+                "--omit", " ".join(self.dracut_omit)]
+
+
+def netboot_script(family: Family, options: NetbootOptions) -> str:
+    lines = ["#!/bin/sh", "set -eu", "cd /"]
+    if not any(p.startswith(KERNEL_PACKAGES) for p in options.packages):
+        # Fail before spending minutes on packages when no kernel can appear.
+        lines += ['if [ -z "$(ls /lib/modules 2>/dev/null)" ]; then',
+                  f"  echo 'bootpack: no kernel in /lib/modules' >&2; exit {NO_KERNEL}", "fi"]
+    if options.packages:
+        lines += [
+            "dpkg-divert --quiet --local --rename --divert /usr/bin/dracut.bootpack "
+            "--add /usr/bin/dracut" if family.name == "debian" else ":",
+            "printf '#!/bin/sh\\nexit 0\\n' > /usr/bin/dracut && chmod 755 /usr/bin/dracut",
+            family.install_script(list(options.packages)).strip(),
+            "rm -f /usr/bin/dracut",
+            "dpkg-divert --quiet --local --rename --remove /usr/bin/dracut"
+            if family.name == "debian" else ":",
+            family.clean,
+        ]
+    lines += [
+        f"if [ -d /{WORK}/overlay ]; then cp -a /{WORK}/overlay/. /; fi",
+        "kver=$(ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)",
+        'if [ -z "$kver" ] || [ ! -e "/boot/vmlinuz-$kver" ]; then',
+        f"  echo 'bootpack: no kernel in /boot and /lib/modules' >&2; exit {NO_KERNEL}",
+        "fi",
+        f'echo "$kver" > /{WORK}/kver',
+        f"if [ ! -e /sbin/init ]; then echo 'bootpack: no /sbin/init' >&2; exit {NO_INIT}; fi",
+    ]
+    if options.dracut_add:
+        lines.append(f'dracut {shlex.join(options.dracut_args())} --kver "$kver" /{WORK}/initrd.img')
+    return "\n".join(lines) + "\n"
+
+
+def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
+    """The scratch folder as a tar for put_archive: the script and the overlay (owned by root)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        def add_dir(name: str) -> None:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
+            tar.addfile(info)
+
+        add_dir(WORK)
+        data = script.encode()
+        info = tarfile.TarInfo(f"{WORK}/netboot.sh")
+        info.size, info.mode, info.mtime = len(data), 0o755, mtime
+        tar.addfile(info, io.BytesIO(data))
+        if overlay is not None:
+            add_dir(f"{WORK}/overlay")
+            for dirpath, dirnames, filenames in os.walk(overlay):
+                dirnames.sort()
+                for name in sorted(dirnames + filenames):
+                    path = Path(dirpath) / name
+                    member = tar.gettarinfo(str(path), f"{WORK}/overlay/{path.relative_to(overlay)}")
+                    member.uid = member.gid = 0
+                    member.uname = member.gname = "root"
+                    member.mtime = mtime
+                    if member.isreg():
+                        with path.open("rb") as f:
+                            tar.addfile(member, f)
+                    else:
+                        tar.addfile(member)
+    return raw.getvalue()
+
+
+def run_netboot(client: docker.DockerClient, image_id: str, family: Family, options: NetbootOptions,
+                overlay: Path | None, target: Path, *, where: str, mtime: int,
+                progress: Progress = SILENT) -> tuple[str, Path | None]:
+    """Run the netboot script in a container from image_id and export its file system to target.
+
+    Returns (kernel version, path of the initrd inside target or None)."""
+    script = netboot_script(family, options)
+    for line in script.splitlines():
+        progress.detail(f"[container] {line}")
+    container: Any = None
+    try:
+        container = client.containers.create(
+            image_id, entrypoint=["/bin/sh", f"/{WORK}/netboot.sh"], command=[], user="0",
+            working_dir="/", environment={"SOURCE_DATE_EPOCH": str(mtime), "LC_ALL": "C.UTF-8"},
+            labels={"org.bootpack.step": "netboot"})
+        container.put_archive("/", _work_archive(script, overlay, mtime))
+        container.start()
+        log: list[str] = []
+        for raw in container.logs(stream=True, follow=True):
+            for line in raw.decode(errors="replace").splitlines():
+                log.append(line)
+                progress.detail(line)
+        code = int(container.wait()["StatusCode"])
+        tail = "\n".join(log[-30:])
+        if code == NO_KERNEL:
+            raise BootpackError(
+                f"{where}: the image has no kernel (nothing in /boot and /lib/modules); add "
+                f"packages = [\"{family.kernel_package}\"] to the image or install it in the "
+                "Dockerfile")
+        if code == NO_INIT:
+            raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to "
+                                "its packages (or install an init system in the Dockerfile)")
+        if code != 0:
+            raise BootpackError(f"{where}: making the image network-bootable failed (exit status "
+                                f"{code}) in a container of {image_id[:19]}:\n{tail}")
+        progress.detail("exporting the container's file system")
+        export_tree(container, target, progress)
+    except docker.errors.DockerException as exc:
+        raise BootpackError(f"{where}: Docker failed while making the image bootable: {exc}") from None
+    finally:
+        if container is not None:
+            remove_quietly(container)
+    kver = (target / WORK / "kver").read_text().strip()
+    initrd = target / WORK / "initrd.img"
+    return kver, initrd if initrd.is_file() else None

@@ -1,0 +1,260 @@
+"""The image builder for real: the example Dockerfile becomes a netboot kernel, a dracut livenet
+initrd, a live squashfs, an NFS root tree and a ramdisk; the live and ramdisk roots boot in QEMU
+(TCG, user-mode TFTP, the squashfs over HTTP from the host, 10.0.2.2 inside the VM).
+
+One module-scoped build is shared by every test here and the session cache makes later builds
+reuse it. Timings are printed as `MEASURE ...` lines (run pytest with -s to see them).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import io
+import json
+import subprocess
+import tarfile
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from bootpack.build.cache import Cache
+from bootpack.build.images import BuiltImage, build_images
+from bootpack.build.roottree import VOLATILE_SCRIPT, VOLATILE_SH, VOLATILE_UNIT
+from bootpack.compiler import BuildResult, build_bundle
+from bootpack.errors import BootpackError
+from bootpack.spec import load_spec
+
+from .conftest import REPO
+from .vm import boot_vm, qemu_available
+
+pytestmark = pytest.mark.docker
+
+EXAMPLE = REPO / "examples" / "livenet"
+MARKER = "BOOTPACK-BOOTED"
+MACS = {"live": "52:54:00:b0:07:01", "ramdisk": "52:54:00:b0:07:02", "nfs": "52:54:00:b0:07:03"}
+
+
+def measure(name: str, value: float, unit: str) -> None:
+    print(f"\nMEASURE {name}: {value:.1f} {unit}")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def http_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    """A plain HTTP server on 127.0.0.1 (10.0.2.2 in QEMU user-net) for bundle/tftpboot."""
+    bundle = tmp_path_factory.mktemp("livenet") / "bundle"
+    handler = functools.partial(_Quiet, directory=str(bundle / "tftpboot"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield bundle, server.server_address[1]
+    server.shutdown()
+
+
+def write_spec(folder: Path, port: int, title: str = "test") -> Path:
+    data = tomllib.loads((EXAMPLE / "spec.toml").read_text())
+    data["server"]["http_port"] = port
+    data["images"]["debian"]["dockerfile"] = str(EXAMPLE / "Dockerfile")
+    data["menu"]["title"] = title
+    data["hosts"] = [{"name": f"vm-{root}", "mac": mac, "entry": root} for root, mac in MACS.items()]
+    path = folder / f"spec-{title}.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@dataclass
+class Built:
+    spec: Path
+    result: BuildResult
+    seconds: float
+
+
+def timed_build(spec: Path, output: Path) -> Built:
+    start = time.monotonic()
+    result = build_bundle(load_spec(spec), output)
+    return Built(spec, result, time.monotonic() - start)
+
+
+@pytest.fixture(scope="module")
+def livenet(debian_base_image: str, session_cache_dir: Path,
+            http_root: tuple[Path, int]) -> Built:
+    bundle, port = http_root
+    cold = not Cache().entries()
+    built = timed_build(write_spec(bundle.parent, port), bundle)
+    measure("cold build" if cold else "build (cache already warm)", built.seconds, "s")
+    images = bundle / "tftpboot/images/debian"
+    measure("initrd size", (images / "initrd.img").stat().st_size / 1e6, "MB")
+    measure("squashfs size", (images / "squashfs.img").stat().st_size / 1e6, "MB")
+    measure("ramdisk size", (images / "ramdisk.img").stat().st_size / 1e6, "MB")
+    return built
+
+
+def test_bundle_has_boot_files_and_a_clean_nfs_root(livenet: Built) -> None:
+    bundle = livenet.result.output
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    paths = {row["path"] for row in manifest["files"]}
+    info = manifest["images"]["debian"]
+    assert info["source_image"].startswith("sha256:") and info["kernel_version"].endswith("-amd64")
+    assert set(info["steps"]) == {"rootfs", "squashfs", "ramdisk"}
+    for name in ("vmlinuz", "initrd.img", "squashfs.img", "ramdisk.img"):
+        assert f"tftpboot/images/debian/{name}" in paths
+    root = bundle / "roots/debian"
+    assert (root / "usr/lib/systemd/systemd").is_file()
+    assert not (root / ".dockerenv").exists() and not (root / "etc/hostname").exists()
+    assert "localhost" in (root / "etc/hosts").read_text()
+    assert (root / "etc/machine-id").read_text() == ""
+    for empty in ("proc", "sys", "dev", "boot"):
+        assert (root / empty).is_dir() and not any((root / empty).iterdir())
+    assert not any((root / "var/lib/apt/lists").iterdir())
+    assert (root / VOLATILE_UNIT).is_file() and (root / VOLATILE_SCRIPT).is_file()
+    # Owners and modes survive: /var/mail is root:mail (gid 8) and setgid in Debian.
+    mail = (root / "var/mail").stat()
+    assert mail.st_gid == 8 and mail.st_mode & 0o2000
+    assert "roots/debian/usr/lib/systemd/systemd" in paths
+    pxe = (bundle / "tftpboot/pxelinux.cfg/01-52-54-00-b0-07-02").read_text()
+    assert "INITRD images/debian/ramdisk.img" in pxe
+
+
+def test_rebuild_reuses_every_step_and_is_byte_identical(livenet: Built, tmp_path: Path) -> None:
+    fresh = timed_build(livenet.spec, tmp_path / "again")  # new output: archive written anew
+    measure("rebuild into a new output, nothing changed", fresh.seconds, "s")
+    assert fresh.result.digest == livenet.result.digest
+    assert fresh.result.archive.read_bytes() == livenet.result.archive.read_bytes()
+    again = timed_build(livenet.spec, tmp_path / "again")  # same output: archive reused
+    measure("rebuild, nothing changed", again.seconds, "s")
+    assert again.result.digest == livenet.result.digest
+    assert again.result.archive.read_bytes() == livenet.result.archive.read_bytes()
+
+
+def test_menu_change_reruns_no_image_step(livenet: Built, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, _port(livenet), title="menu-only change")
+    loaded = load_spec(spec)
+    built: dict[str, BuiltImage] = build_images(loaded, mtime=0)
+    assert all(built["debian"].hits.values()) and set(built["debian"].hits) == {
+        "rootfs", "squashfs", "ramdisk"}
+    result = timed_build(spec, tmp_path / "menu")
+    measure("rebuild after a menu-only change", result.seconds, "s")
+    old = {r["path"]: r for r in json.loads((livenet.result.output / "bundle.json").read_text())["files"]}
+    new = {r["path"]: r for r in json.loads((result.result.output / "bundle.json").read_text())["files"]}
+    changed = {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
+    assert "tftpboot/pxelinux.cfg/default" in changed
+    # spec.json: the validated spec the bundle keeps for `bootpack serve`.
+    assert all(p.startswith(("tftpboot/pxelinux.cfg/", "etc/")) or p == "spec.json"
+               for p in changed), changed
+
+
+def _port(built: Built) -> int:
+    return int(tomllib.loads(built.spec.read_text())["server"]["http_port"])
+
+
+@pytest.mark.boot
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
+@pytest.mark.parametrize(("root", "memory"), [("live", 2048), ("ramdisk", 3072)])
+def test_boots_to_the_marker(livenet: Built, tmp_path: Path, root: str, memory: int) -> None:
+    boot = boot_vm(tmp_path / "serial.log", MACS[root], MARKER,
+                   tftp_root=livenet.result.output / "tftpboot", timeout=420, memory_mb=memory)
+    measure(f"boot to marker, {root}", boot.seconds, "s")
+    assert boot.found, boot.log[-3000:]
+    time.sleep(1)  # the marker line's count follows on the same line
+    log = Path(tmp_path / "serial.log").read_text(errors="replace")
+    assert f"{MARKER} failed=0" in log, log[-3000:]
+
+
+def test_readonly_root_handling_makes_etc_var_tmp_writable(debian_base_image: str) -> None:
+    """The NFS root's volatile-root script, run on a read-only root (a --read-only container)."""
+    check = ("cat > /run/volatile-root && sh /run/volatile-root && touch /etc/x /var/x /tmp/x "
+             "&& echo WRITABLE && ! touch /usr/x 2>/dev/null && echo USR-STILL-READ-ONLY")
+    result = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--read-only", "--cap-add", "SYS_ADMIN", "--tmpfs", "/run",
+         "--entrypoint", "/bin/sh", "debian:bookworm-slim", "-c", check],
+        input=VOLATILE_SH, capture_output=True, text=True, timeout=120)
+    assert "WRITABLE" in result.stdout and "USR-STILL-READ-ONLY" in result.stdout, result.stderr
+
+
+def direct_boot(serial_log: Path, kernel: Path, initrd: Path, cmdline: str, disk: Path,
+                until: str, timeout: float = 300) -> tuple[bool, float, str]:
+    """Boot a kernel directly (no PXE) with `disk` as a read-only virtio disk."""
+    command = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-display", "none",
+               "-nodefaults", "-serial", f"file:{serial_log}", "-no-reboot", "-kernel", str(kernel),
+               "-initrd", str(initrd), "-append", cmdline,
+               "-drive", f"file={disk},if=virtio,format=raw,readonly=on"]
+    start = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.monotonic() - start < timeout and proc.poll() is None:
+            if serial_log.exists() and until in serial_log.read_text(errors="replace"):
+                time.sleep(1)
+                break
+            time.sleep(0.5)
+    finally:
+        proc.kill()
+        proc.wait()
+    log = serial_log.read_text(errors="replace") if serial_log.exists() else ""
+    return until in log, time.monotonic() - start, log
+
+
+@pytest.mark.boot
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
+def test_read_only_root_boots_clean(livenet: Built, tmp_path: Path) -> None:
+    """The NFS root's read-only handling, booted for real: the same tree (the live squashfs holds
+    exactly the NFS root tree) as a read-only disk, root mounted `ro` by the same dracut initrd.
+    NFS itself is proven by the appliance tests."""
+    images = livenet.result.output / "tftpboot/images/debian"
+    found, seconds, log = direct_boot(
+        tmp_path / "serial.log", images / "vmlinuz", images / "initrd.img",
+        "root=/dev/vda rootfstype=squashfs ro console=ttyS0", images / "squashfs.img", MARKER)
+    measure("boot to marker, read-only root (direct kernel boot)", seconds, "s")
+    assert found, log[-3000:]
+    assert "bootpack-volatile" in log  # the unit ran: / was read-only
+    assert f"{MARKER} failed=0" in log, log[-3000:]
+
+
+def _import(name: str, files: dict[str, str]) -> None:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for path, text in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    subprocess.run(["docker", "import", "-", name], input=raw.getvalue(), check=True,
+                   capture_output=True)
+
+
+def _spec(folder: Path, image: dict[str, Any], root: str = "live") -> Path:
+    data = {"schema": 1, "bundle": {"name": "err", "version": "1"},
+            "server": {"address": "10.0.2.2"}, "dhcp": {"mode": "none"},
+            "images": {"os": image}, "entries": [{"name": "e", "image": "os", "root": root}]}
+    path = folder / "spec.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def test_unsupported_family_is_a_clear_error(debian_base_image: str, tmp_path: Path) -> None:
+    _import("bootpack-test-alpine:1", {"etc/os-release": 'ID=alpine\nPRETTY_NAME="Alpine Linux"\n'})
+    try:
+        with pytest.raises(BootpackError) as info:
+            build_images(load_spec(_spec(tmp_path, {"from": "bootpack-test-alpine:1"})), mtime=0,
+                         cache=Cache(tmp_path / "cache"))
+    finally:
+        subprocess.run(["docker", "rmi", "bootpack-test-alpine:1"], capture_output=True)
+    message = str(info.value)
+    assert "images.os: Alpine Linux is not supported" in message and "debian" in message
+
+
+def test_image_without_kernel_suggests_the_package(debian_base_image: str, tmp_path: Path) -> None:
+    with pytest.raises(BootpackError) as info:
+        build_images(load_spec(_spec(tmp_path, {"from": "debian:bookworm-slim"}, "ramdisk")),
+                     mtime=0, cache=Cache(tmp_path / "cache"))
+    assert "has no kernel" in str(info.value) and "linux-image-amd64" in str(info.value)

@@ -1,0 +1,301 @@
+"""Container-built images without Docker: spec keys and checks, rendering, families, the cache,
+the deterministic ramdisk/squashfs writers and the root-tree cleanup and read-only handling."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bootpack.build import families, ramdisk, roottree, squashfs
+from bootpack.build.cache import Cache
+from bootpack.build.images import netboot_options
+from bootpack.build.netboot import netboot_script
+from bootpack.errors import BootpackError
+from bootpack.render import Site
+from bootpack.render.pxelinux import default_config
+from bootpack.spec import load_spec, parse_spec
+
+
+def spec_data(image: dict[str, Any], *roots: str) -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "bundle": {"name": "t", "version": "1"},
+        "server": {"address": "10.0.2.2", "http_port": 8080},
+        "dhcp": {"mode": "none", "subnet": "10.0.2.0/24"},
+        "images": {"os": image},
+        "entries": [{"name": r, "image": "os", "root": r} for r in roots or ("live",)],
+    }
+
+
+def problems(data: dict[str, Any]) -> str:
+    with pytest.raises(BootpackError) as info:
+        parse_spec(data)
+    return str(info.value)
+
+
+def test_container_image_needs_no_initrd_or_squashfs() -> None:
+    spec = parse_spec(spec_data({"from": "debian:bookworm-slim"}, "live", "nfs", "ramdisk"))
+    image = spec.images["os"]
+    assert image.container and image.from_ == "debian:bookworm-slim"
+
+
+def test_image_needs_exactly_one_source() -> None:
+    assert "needs a source" in problems(spec_data({}))
+    both = problems(spec_data({"kernel": "vmlinuz", "from": "debian:bookworm-slim"}))
+    assert "'kernel' and 'from' are both set" in both and "exactly one source" in both
+    assert "'from' and 'dockerfile'" in problems(spec_data({"from": "x", "dockerfile": "D"}))
+
+
+def test_container_keys_only_with_container_images() -> None:
+    message = problems(spec_data({"kernel": "k", "initrd": "i", "squashfs": "s",
+                                  "packages": ["curl"]}))
+    assert "images.os.packages: only used with 'from' or 'dockerfile'" in message
+    message = problems(spec_data({"from": "debian", "initrd": "i"}))
+    assert "images.os.initrd: bootpack builds it" in message
+
+
+def test_package_names_are_checked() -> None:
+    assert "is not a package name" in problems(spec_data({"from": "d", "packages": ["a; rm -rf /"]}))
+    parse_spec(spec_data({"from": "d", "packages": ["curl=7.88.1-10+deb12u8", "g++"]}))
+
+
+def test_missing_dockerfile_and_overlay_are_reported(tmp_path: Path) -> None:
+    import tomli_w
+
+    data = spec_data({"dockerfile": "nope/Dockerfile", "overlay": "files"})
+    (tmp_path / "spec.toml").write_text(tomli_w.dumps(data))
+    with pytest.raises(BootpackError) as info:
+        load_spec(tmp_path / "spec.toml")
+    assert "images.os.dockerfile: file 'nope/Dockerfile' not found" in str(info.value)
+    assert "images.os.overlay: folder 'files' not found" in str(info.value)
+
+
+def test_schema_names_the_from_key() -> None:
+    from bootpack.spec.reference import json_schema
+
+    props = json_schema()["$defs"]["Image"]["properties"]
+    assert {"from", "dockerfile", "packages", "overlay"} <= set(props)
+
+
+def test_pxelinux_for_container_images() -> None:
+    spec = parse_spec(spec_data({"dockerfile": "Dockerfile"}, "live", "nfs", "ramdisk"))
+    text = default_config(spec, Site.from_spec(spec))
+    live, nfs, rd = text.split("\nLABEL ")[1:]
+    assert "INITRD images/os/initrd.img" in live
+    assert "root=live:http://10.0.2.2:8080/images/os/squashfs.img" in live
+    assert "INITRD images/os/initrd.img" in nfs and "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
+    assert "INITRD images/os/ramdisk.img" in rd and "root=" not in rd
+
+
+def test_families() -> None:
+    assert families.detect_family('ID=debian\nVERSION_ID="12"\n', "images.os").name == "debian"
+    ubuntu = 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\n'
+    assert families.detect_family(ubuntu, "images.os").name == "debian"
+    with pytest.raises(BootpackError) as info:
+        families.detect_family('PRETTY_NAME="Alpine Linux v3.20"\nID=alpine\n', "images.os")
+    message = str(info.value)
+    assert "Alpine Linux v3.20 is not supported" in message and "debian" in message
+
+
+def test_netboot_options_follow_the_root_modes() -> None:
+    debian = families.DEBIAN
+    live = netboot_options(debian, ["openssh-server"], {"live"})
+    assert live.packages[0] == "openssh-server"
+    assert {"dracut", "dracut-network", "dracut-live", "curl", "dbus", "isc-dhcp-client",
+            "iputils-arping", "procps"} <= set(live.packages)
+    assert "nfs-common" not in live.packages
+    assert live.dracut_add == ("livenet", "dmsquash-live", "network-legacy")
+    nfs = netboot_options(debian, [], {"nfs"})
+    assert "nfs-common" in nfs.packages and nfs.dracut_add == ("nfs", "network-legacy")
+    only_ram = netboot_options(debian, [], {"ramdisk"})
+    assert only_ram.packages == () and only_ram.dracut_add == ()
+    script = netboot_script(debian, live)
+    assert "--no-hostonly" in script and "--omit systemd-networkd" in script
+    assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
+    assert "dracut" not in netboot_script(debian, only_ram).split("fi\n")[-1]
+
+
+def test_cache_builds_once_and_prunes(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache")
+    calls: list[Path] = []
+
+    def build(out: Path) -> None:
+        calls.append(out)
+        (out / "result").write_text("x")
+
+    first = cache.get_or_build("step", {"a": 1}, build)
+    again = cache.get_or_build("step", {"a": 1}, build)
+    other = cache.get_or_build("step", {"a": 2}, build)
+    assert len(calls) == 2 and not first.hit and again.hit and first.path == again.path
+    assert other.key != first.key and (first.path / "result").read_text() == "x"
+
+    def fail(out: Path) -> None:
+        (out / "half").write_text("x")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("step", {"a": 3}, fail)
+    assert len(cache.entries()) == 2  # nothing half-written is left as an entry
+    assert cache.prune(older_than_days=1) == (0, 0)
+    removed, freed = cache.prune()
+    assert removed == 2 and freed > 0 and cache.entries() == []
+
+
+def make_tree(root: Path) -> Path:
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hosts").write_text("172.17.0.2\tabc123\n")
+    (root / "etc/hostname").write_text("abc123\n")
+    (root / "etc/resolv.conf").write_text("nameserver 8.8.8.8\n")
+    (root / "etc/machine-id").write_text("e36c8172a1e647b5be4ea4f02c236a48\n")
+    (root / ".dockerenv").write_text("")
+    (root / "boot").mkdir()
+    (root / "boot/vmlinuz-6.1").write_bytes(b"k")
+    for d in ("proc/1", "var/log/apt", "var/lib/apt/lists", "usr/lib/systemd", "usr/sbin", "tmp"):
+        (root / d).mkdir(parents=True)
+    (root / "proc/1/status").write_text("x")
+    (root / "var/log/apt/history.log").write_text("Start-Date: 2026-11-22")
+    (root / "var/lib/apt/lists/deb.debian.org_Packages").write_text("x")
+    (root / "usr/lib/systemd/systemd").write_bytes(b"\x7fELF")
+    (root / "usr/lib/systemd/systemd").chmod(0o755)
+    (root / "usr/sbin/init").symlink_to("/lib/systemd/systemd")
+    (root / "sbin").symlink_to("usr/sbin")
+    (root / "lib").symlink_to("usr/lib")
+    (root / "usr/bin").mkdir()
+    (root / "usr/bin/su").write_bytes(b"su")
+    (root / "usr/bin/su").chmod(0o4755)
+    return root
+
+
+def test_clean_tree_removes_docker_and_build_leftovers(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    roottree.clean_tree(root)
+    assert not (root / ".dockerenv").exists() and not (root / "etc/hostname").exists()
+    assert "abc123" not in (root / "etc/hosts").read_text()
+    assert "localhost" in (root / "etc/hosts").read_text()
+    assert (root / "etc/resolv.conf").read_text() == ""
+    assert (root / "etc/machine-id").read_text() == ""
+    for empty in ("proc", "boot", "tmp", "sys", "dev", "run"):
+        assert (root / empty).is_dir() and not any((root / empty).iterdir())
+    assert (root / "tmp").stat().st_mode & 0o7777 == 0o1777
+    assert (root / "var/log/apt").is_dir() and not (root / "var/log/apt/history.log").exists()
+    assert not any((root / "var/lib/apt/lists").iterdir())
+    assert roottree.find_init(root) == "/sbin/init"
+
+
+def test_readonly_root_support_is_installed(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "tree")
+    roottree.add_readonly_support(root)
+    unit = (root / roottree.VOLATILE_UNIT).read_text()
+    assert "ConditionPathIsReadWrite=!/" in unit and "DefaultDependencies=no" in unit
+    assert "Before=local-fs-pre.target" in unit
+    wants = root / roottree.VOLATILE_WANTS
+    assert wants.is_symlink() and os.readlink(wants) == f"/{roottree.VOLATILE_UNIT}"
+    script = (root / roottree.VOLATILE_SCRIPT).read_text()
+    assert "for dir in /etc /var" in script and "mount -t overlay" in script
+    assert "tmpfs /tmp" in script
+    assert (root / roottree.VOLATILE_SCRIPT).stat().st_mode & 0o111
+
+
+def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path) -> None:
+    if shutil.which("zstd") is None or shutil.which("cpio") is None:
+        pytest.skip("zstd or cpio missing")
+    root = make_tree(tmp_path / "tree")
+    one, two = tmp_path / "one.img", tmp_path / "two.img"
+    ramdisk.make_ramdisk(root, one, 0, "/sbin/init")
+    os.utime(root / "etc/hosts", (12345, 12345))
+    ramdisk.make_ramdisk(root, two, 0, "/sbin/init")
+    assert one.read_bytes() == two.read_bytes()
+    raw = subprocess.run(["zstd", "-dc", one], capture_output=True, check=True).stdout
+    listing = subprocess.run(["cpio", "-tv"], input=raw, capture_output=True, check=True).stdout
+    text = listing.decode()
+    assert "init -> sbin/init" in text and "-rwsr-xr-x" in text and "usr/lib/systemd/systemd" in text
+    names = [line.split()[-1] for line in text.splitlines() if "->" not in line]
+    assert names == sorted(names, key=str.encode)
+
+
+def test_squashfs_is_deterministic(tmp_path: Path) -> None:
+    if shutil.which("mksquashfs") is None:
+        pytest.skip("mksquashfs missing")
+    root = make_tree(tmp_path / "tree")
+    one, two = tmp_path / "one.sqfs", tmp_path / "two.sqfs"
+    squashfs.make_squashfs(root, one, 1700000000)
+    os.utime(root / "etc/hosts", (12345, 12345))
+    squashfs.make_squashfs(root, two, 1700000000)
+    assert one.read_bytes() == two.read_bytes()
+
+
+def test_archive_keeps_owners_and_modes_in_root_trees(tmp_path: Path) -> None:
+    import tarfile
+
+    from bootpack.bundle.archive import extract_archive, write_archive
+
+    bundle = tmp_path / "bundle"
+    (bundle / "roots/os/usr/bin").mkdir(parents=True)
+    (bundle / "roots/os/tmp").mkdir()
+    (bundle / "roots/os/tmp").chmod(0o1777)
+    su = bundle / "roots/os/usr/bin/su"
+    su.write_bytes(b"su")
+    su.chmod(0o4755)
+    log = bundle / "roots/os/log"
+    log.write_text("x")
+    os.chown(log, 100, 101)
+    (bundle / "tftpboot").mkdir()
+    (bundle / "tftpboot/x").write_text("x")
+    os.chown(bundle / "tftpboot/x", 100, 101)
+    archive = tmp_path / "b.tar.gz"
+    write_archive(bundle, archive, "b", 0)
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert (members["b/roots/os/log"].uid, members["b/roots/os/log"].gid) == (100, 101)
+    assert members["b/roots/os/usr/bin/su"].mode == 0o4755
+    assert members["b/roots/os/tmp"].mode == 0o1777
+    assert members["b/tftpboot/x"].uid == 0
+    out = tmp_path / "out"
+    extract_archive(archive, out)
+    assert (out / "roots/os/usr/bin/su").stat().st_mode & 0o7777 == 0o4755
+    assert (out / "roots/os/tmp").stat().st_mode & 0o7777 == 0o1777
+
+
+def test_cli_cache_info_and_prune(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from bootpack.cli import main
+
+    monkeypatch.setenv("BOOTPACK_CACHE_DIR", str(tmp_path / "c"))
+    Cache().get_or_build("s", {}, lambda out: (out / "f").write_text("x" * 1000) and None)
+    assert main(["cache", "info"]) == 0
+    assert "1 entries" in capsys.readouterr().out
+    assert main(["cache", "prune", "--older-than", "7"]) == 0
+    assert "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "prune"]) == 0
+    assert "removed 1 entry" in capsys.readouterr().out and Cache().entries() == []
+
+
+def test_overlay_goes_in_owned_by_root(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from bootpack.build.netboot import _work_archive
+
+    overlay = tmp_path / "overlay"
+    (overlay / "etc/dracut.conf.d").mkdir(parents=True)
+    conf = overlay / "etc/dracut.conf.d/x.conf"
+    conf.write_text("x")
+    os.chown(conf, 1000, 1000)
+    data = _work_archive("#!/bin/sh\n", overlay, 0)
+    assert data == _work_archive("#!/bin/sh\n", overlay, 0)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    member = members[".bootpack/overlay/etc/dracut.conf.d/x.conf"]
+    assert (member.uid, member.gid, member.mtime) == (0, 0, 0)
+    assert ".bootpack/netboot.sh" in members
+
+
+def test_docker_tags_are_valid() -> None:
+    from bootpack.build.images import _tag
+
+    assert _tag("Live.Net_", "debian") == "bootpack-live-net-debian:latest"
