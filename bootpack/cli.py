@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF", help="repository without tag, e.g. registry.example.com/site/boot")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--image", metavar="IMAGE", help="local appliance image to push (default: the "
-                       "local image labelled dev.bootpack.bundle.digest=<the bundle's digest>)")
+                       "local image labelled dev.bootpack.bundle.digest=<the bundle's digest>, baked "
+                       "first when there is none)")
     which.add_argument("--no-image", action="store_true", help="push only the bundle artifact")
     p.add_argument("--force", action="store_true", help="replace a version that holds other content")
     p.add_argument("--insecure", action="store_true", help=insecure_help)

@@ -59,7 +59,7 @@ def publish(source: Path, ref: str, *, image: str | None = None, with_image: boo
         docker = image_id = None
         if with_image:
             docker = appliance.docker_client()
-            image_id = appliance.resolve_appliance(bundle.directory, bundle.manifest, image=image,
+            image_id = appliance.ensure_appliance_image(bundle.directory, bundle.manifest, image=image,
                                                    client=docker, progress=progress)
         client = connect(repo.registry, insecure)
         # Decide everything before uploading anything.

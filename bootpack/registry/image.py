@@ -12,7 +12,6 @@ it can build the image when none exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,17 +78,16 @@ def ensure_appliance_image(bundle_dir: Path, manifest: dict[str, Any] | None = N
                                 "bake this bundle with `bootpack image`")
         return str(found.id)
     found = find_appliance_image(client, digest)
-    if found is None:
-        raise BootpackError(f"no local appliance image for bundle {manifest['name']} "
-                            f"{manifest['version']} ({digest}); bake one with `bootpack image "
-                            f"{bundle_dir} --tag REF`, name one with --image, or push only the bundle "
-                            "with --no-image")
-    return str(found.id)
+    if found is not None:
+        return str(found.id)
+    # None baked yet: bake one now, so `bootpack push SPEC REF` is the whole release step.
+    from ..appliance.image import bake_image
 
-
-# The lead can point this at a resolver that builds the image when none exists.
-ApplianceResolver = Callable[..., str]
-resolve_appliance: ApplianceResolver = ensure_appliance_image
+    tag = f"bootpack/{manifest['name']}:{manifest['version']}"
+    (progress or Progress(NORMAL)).info(
+        f"no local appliance image for bundle {manifest['name']} {manifest['version']}; "
+        f"baking {tag} (skip with --no-image)")
+    return bake_image(bundle_dir, tag, progress=progress, client=client).id
 
 
 def same_image(remote: Manifest, image_id: str, repo_digests: list[str]) -> bool:
