@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..bundle.manifest import walk  # sorted by path; code-point order = UTF-8 byte order
 from ..errors import BootpackError
 from ..progress import SILENT, Progress
 from .run import need, run_fed
@@ -30,20 +31,11 @@ def _header(name: str, st_mode: int, uid: int, gid: int, mtime: int, size: int, 
     return head + b"\0" * (-len(head) % 4)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    paths: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        paths.extend(base / d for d in dirnames)
-        paths.extend(base / f for f in filenames)
-    yield from sorted(paths, key=lambda p: p.relative_to(root).as_posix().encode())
-
-
 def cpio_chunks(root: Path, mtime: int, init: str | None = None) -> Iterator[bytes]:
     """root as a newc archive, in chunks (headers, file data, trailer)."""
     ino = 1
     yield _header(".", 0o040755, 0, 0, mtime, 0, ino)
-    entries = list(_walk(root))
+    entries = list(walk(root))
     names = {p.relative_to(root).as_posix() for p in entries}
     if init is not None and "init" not in names:
         target = init.lstrip("/").encode()
