@@ -25,16 +25,12 @@ LABEL_VERSION = "dev.bootpack.bundle.version"
 
 
 def docker_client() -> Any:
-    import docker
-    import docker.errors
+    from ..build.baseimage import docker_client as engine
 
     try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise BootpackError(f"no Docker engine answers ({exc}); start dockerd, or push only the "
-                            "bundle with --no-image") from None
-    return client
+        return engine()
+    except BootpackError as exc:
+        raise BootpackError(f"{exc}, or push only the bundle with --no-image") from None
 
 
 def _local_image(client: Any, name: str) -> Any:
