@@ -20,7 +20,7 @@ from bootpack.compiler import build_bundle
 from bootpack.progress import SILENT
 from bootpack.render import Site, render_bundle_configs
 from bootpack.spec import load_spec
-from tests.marker import write_artifacts
+from tests.support.marker import write_artifacts
 
 
 def cluster(hosts: int) -> dict[str, object]:

@@ -40,7 +40,7 @@ def _build(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cache_prune(args: argparse.Namespace, progress: Progress) -> int:
-    from .build.cache import Cache
+    from .images.cache import Cache
 
     cache = Cache()
     removed, freed = cache.prune(args.older_than)
@@ -50,7 +50,7 @@ def _cache_prune(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _cache_info(args: argparse.Namespace, progress: Progress) -> int:
-    from .build.cache import Cache
+    from .images.cache import Cache
 
     cache = Cache()
     print(f"{cache.root}: {len(cache.entries())} entries, {cache.size() / 1e6:.1f} MB")

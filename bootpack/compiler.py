@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
-from .build.cache import Cache
-from .build.images import BuiltImage, build_images, provenance
-from .build.run import run
-from .build.syslinux import find_syslinux_files
 from .bundle import layout
 from .bundle.archive import source_date_epoch, write_archive
 from .bundle.manifest import dump, make_manifest
 from .bundle.output import archive_path, staged_output
+from .external import run
+from .images.builder import BuiltImage, build_images, provenance
+from .images.cache import Cache
+from .loaders import find_syslinux_files
 from .progress import NORMAL, Progress
 from .render import Site, render_bundle_configs
 from .spec import LoadedSpec

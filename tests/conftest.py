@@ -29,7 +29,7 @@ def docker_available() -> bool:
     if shutil.which("docker") is None:
         return False
     try:
-        from bootpack.build.baseimage import docker_client
+        from bootpack.external import docker_client
 
         docker_client()
     except Exception:
@@ -44,7 +44,7 @@ def debian_base_image() -> str:
     Returns the image id."""
     if not docker_available():
         pytest.skip("no Docker engine answers")
-    from bootpack.build.baseimage import ensure_debian_image
+    from bootpack.images.baseimage import ensure_debian_image
 
     return ensure_debian_image()
 

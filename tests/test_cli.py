@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.specs import LAB, lab_data, write_spec
+from tests.support.specs import LAB, lab_data, write_spec
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bootpack.cli import main
-from tests.marker import write_artifacts
+from tests.support.marker import write_artifacts
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILE_EXAMPLES = ["kernel-dev", "cluster"]

@@ -44,7 +44,7 @@ def _env(name: str) -> str | None:
 
 
 def _serve(args: argparse.Namespace, progress: Progress) -> int:
-    from .run import ServeOptions, serve
+    from .serve import ServeOptions, serve
 
     def pick(value: object, env: str, parse: object) -> object:
         if value is not None:

@@ -20,10 +20,11 @@ from typing import Any
 
 import docker.errors
 
-from ..build.baseimage import DEFAULT_TAG, docker_client, ensure_debian_image
 from ..bundle.archive import source_date_epoch
 from ..bundle.manifest import read_manifest, walk
 from ..errors import BootpackError
+from ..external import docker_client
+from ..images.baseimage import DEFAULT_TAG, ensure_debian_image
 from ..progress import NORMAL, Progress
 
 PROJECT = Path(__file__).resolve().parents[2]

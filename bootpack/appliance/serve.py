@@ -1,250 +1,263 @@
-"""`bootpack serve`: the runtime site and every daemon's configuration, as pure functions.
+"""The I/O side of `bootpack serve`: read the bundle, look at the interface, write the runtime
+dir, check for another DHCP server, then supervise the daemons until SIGTERM.
 
-A bundle is built for the spec's network. `serve` may run on another one: `runtime_site` moves
-everything that carries the server address (and, when the serving subnet differs, the DHCP
-subnet, range and fixed hosts) to the network it actually runs on, and `render_runtime` turns
-that into the files the daemons read. Nothing here touches the disk or starts a process; the
-I/O lives in `bootpack.appliance.run`.
+The bundle itself is never written to. The runtime dir holds the rendered configs and the TFTP
+root: the bundle's tftpboot files linked (or copied where links cannot cross file systems) next
+to the pxelinux.cfg/ rendered for this network, so tftpd can stay chrooted in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+from types import FrameType
 
 from ..bundle import layout
+from ..bundle.manifest import read_manifest
 from ..errors import BootpackError
-from ..render import Site
-from ..render.dhcp import render_dnsmasq, render_isc
-from ..render.nfs import nfs_export_list, render_ganesha
-from ..render.pxelinux import render_pxelinux
+from ..render.nfs import nfs_export_list, writable_hosts
+from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
+from . import dhcp_probe
+from .health import STATE
+from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .supervisor import Output, Supervisor
 
-RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered pxelinux.cfg + links to the bundle
-
-
-@dataclass(frozen=True)
-class RuntimeSite:
-    site: Site
-    warnings: tuple[str, ...] = ()
-
-
-def _shift(address: IPv4Address, old: IPv4Network, new: IPv4Network) -> IPv4Address:
-    """The address at the same offset from the start of `new` as `address` has in `old`."""
-    return new.network_address + (int(address) - int(old.network_address))
-
-
-def _usable(address: IPv4Address, subnet: IPv4Network) -> bool:
-    return address in subnet and address not in (subnet.network_address, subnet.broadcast_address)
-
-
-def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address | None = None,
-                 interface: IPv4Interface | None = None, mode: DhcpMode | None = None,
-                 dhcp_range: tuple[IPv4Address, IPv4Address] | None = None,
-                 host_roots: str | None = None) -> RuntimeSite:
-    """The site a bundle is served as on this network.
-
-    address: --address (IP or IP/PREFIX); interface: the serving interface's own address and
-    prefix. The subnet is the prefix given, else the interface's, else the spec's.
-    """
-    base = Site.from_spec(spec)
-    warnings: list[str] = []
-    if isinstance(address, IPv4Interface):
-        server, subnet = address.ip, address.network
-    elif address is not None:
-        server = address
-        if interface is not None and address in interface.network:
-            subnet = interface.network
-        elif base.subnet is not None and address in base.subnet:
-            subnet = base.subnet
-        else:
-            subnet = None
-    elif interface is not None:
-        server, subnet = interface.ip, interface.network
-    else:
-        server, subnet = base.address, base.subnet
-    if subnet is None:
-        subnet = base.subnet
-        if subnet is not None and server not in subnet:
-            raise BootpackError(
-                f"--address {server}: outside the spec's subnet {subnet} and no prefix is known; "
-                "give it with its prefix, e.g. --address 10.1.2.3/24")
-    mode = mode or base.mode
-    site = replace(base, address=server, subnet=subnet, mode=mode, root=root, host_roots=host_roots)
-    old = base.subnet
-    moved = old is not None and subnet is not None and subnet != old
-    if dhcp_range is not None:
-        site = replace(site, range=dhcp_range)
-    elif moved and base.range is not None:
-        assert old is not None and subnet is not None
-        shifted = (_shift(base.range[0], old, subnet), _shift(base.range[1], old, subnet))
-        if mode == "server" and not all(_usable(a, subnet) for a in shifted):
-            raise BootpackError(
-                f"the spec's dhcp.range {base.range[0]}-{base.range[1]} does not fit {subnet} at the "
-                "same offsets; give the pool with --range FIRST-LAST")
-        site = replace(site, range=shifted)
-        warnings.append(f"serving {subnet} instead of the spec's {old}: DHCP pool "
-                        f"{shifted[0]}-{shifted[1]}")
-    if mode == "server":
-        if site.range is None:
-            raise BootpackError("DHCP server mode needs a pool: set dhcp.range in the spec or give "
-                                "--range FIRST-LAST (or use --dhcp proxy / --dhcp off)")
-        assert subnet is not None
-        for a in site.range:
-            if not _usable(a, subnet):
-                raise BootpackError(f"--range: {a} is not a host address of {subnet}")
-        if site.range[0] <= server <= site.range[1]:
-            raise BootpackError(f"the DHCP pool {site.range[0]}-{site.range[1]} holds the server's "
-                                f"own address {server}; give another pool with --range")
-    if mode in ("server", "proxy") and subnet is None:
-        raise BootpackError(f"DHCP {mode} mode needs the client subnet: give --address IP/PREFIX")
-    if site.router is not None and subnet is not None and site.router not in subnet:
-        warnings.append(f"router {site.router} is outside {subnet}: not handed out")
-        site = replace(site, router=None)
-    if subnet is not None:
-        dropped = tuple(h.name for h in spec.hosts if h.ip is not None and h.ip not in subnet)
-        for host in spec.hosts:
-            if host.name in dropped:
-                warnings.append(f"host {host.name}: fixed address {host.ip} is outside {subnet}; "
-                                "dropped from DHCP (its pxelinux config is still served)")
-        site = replace(site, dropped_hosts=dropped)
-    return RuntimeSite(site=site, warnings=tuple(warnings))
+SYSLOG_SOCKET = Path("/dev/log")
 
 
 @dataclass(frozen=True)
-class Paths:
-    """Where things are at run time."""
-
-    bundle: str  # the bundle directory (read-only to every daemon)
-    runtime: str  # rendered configs, pid and lease files, the TFTP root
-
-    @property
-    def tftp_root(self) -> str:
-        return f"{self.runtime}/{RUNTIME_TFTP}"
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    argv: tuple[str, ...]
-    after: tuple[str, ...] = ()  # services that must be ready first
-    ready_path: str | None = None  # exists once the service is up (e.g. a socket)
+class ServeOptions:
+    bundle: Path
+    interface: str | None = None
+    address: IPv4Interface | IPv4Address | None = None
+    dhcp: DhcpMode | None = None
+    dhcp_range: tuple[IPv4Address, IPv4Address] | None = None
+    force_dhcp: bool = False
+    runtime: Path = Path("/run/bootpack")
+    host_roots: Path | None = None
+    probe_timeout: float = 2.5
 
 
-@dataclass(frozen=True)
-class Runtime:
-    files: dict[str, str]  # path relative to the runtime dir -> text
-    services: tuple[ServiceSpec, ...]
-    exports: tuple[str, ...] = ()
-    empty_files: tuple[str, ...] = field(default=())  # e.g. dhcpd's lease file
+def load_bundle_spec(bundle: Path) -> Spec:
+    read_manifest(bundle)  # a clear error when this is not a bundle
+    path = bundle / layout.SPEC
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BootpackError(f"{bundle}: the bundle has no {layout.SPEC}; rebuild it with this "
+                            "bootpack (`bootpack build`)") from None
+    return parse_spec(data, source=str(path))
 
 
-def render_nginx(site: Site, paths: Paths) -> str:
-    """HTTP: the bundle's tftpboot/ (kernels, initrds, squashfs), runtime pxelinux.cfg/ on top.
-
-    No directory listing, range requests (nginx's default for static files), nothing outside
-    the two roots: nginx normalises the URI and refuses '..' above the root.
-    """
-    bundle_http = f"{paths.bundle}/{layout.TFTP_DIR}"
-    return f"""# Generated by bootpack serve.
-daemon off;
-worker_processes 1;
-pid {paths.runtime}/nginx.pid;
-error_log stderr notice;
-events {{ worker_connections 256; }}
-http {{
-    access_log /dev/stdout;
-    client_body_temp_path {paths.runtime}/nginx/body;
-    proxy_temp_path {paths.runtime}/nginx/proxy;
-    fastcgi_temp_path {paths.runtime}/nginx/fastcgi;
-    uwsgi_temp_path {paths.runtime}/nginx/uwsgi;
-    scgi_temp_path {paths.runtime}/nginx/scgi;
-    sendfile on;
-    server_tokens off;
-    autoindex off;
-    default_type application/octet-stream;
-    types {{ text/plain cfg txt; application/json json; }}
-    server {{
-        listen {site.address}:{site.http_port};
-        location = / {{ return 404; }}
-        location /{layout.PXE_CONFIG_DIR}/ {{
-            root {paths.tftp_root};
-            limit_except GET {{ deny all; }}
-        }}
-        location / {{
-            root {bundle_http};
-            limit_except GET {{ deny all; }}
-        }}
-    }}
-}}
-"""
+def interface_addresses(interface: str | None = None) -> dict[str, list[IPv4Interface]]:
+    """Interface name -> its IPv4 addresses with prefix (from `ip -j -4 addr`)."""
+    command = ["ip", "-j", "-4", "addr", "show"] + (["dev", interface] if interface else [])
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BootpackError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    found: dict[str, list[IPv4Interface]] = {}
+    for link in json.loads(result.stdout or "[]"):
+        found[link["ifname"]] = [IPv4Interface(f"{a['local']}/{a['prefixlen']}")
+                                 for a in link.get("addr_info", []) if a.get("family") == "inet"]
+    return found
 
 
-def render_ganesha_main(spec: Spec, site: Site, paths: Paths) -> str:
-    """ganesha.conf: core parameters (no grace period, no NLM/RQUOTA) and the bundle's exports."""
-    core = f"""# Generated by bootpack serve.
-NFS_CORE_PARAM {{
-    Protocols = 3, 4;
-    Bind_addr = {site.address};
-    Enable_NLM = false;
-    Enable_RQUOTA = false;
-}}
-NFSV4 {{
-    Graceless = true;
-    RecoveryBackend = fs;
-}}
-NFS_KRB5 {{ Active_krb5 = false; }}
-
-"""
-    return core + render_ganesha(spec, site)
-
-
-def render_dnsmasq_runtime(spec: Spec, site: Site, paths: Paths, interface: str) -> str:
-    """dnsmasq.conf for proxy (or server) mode, bound to the serving interface."""
-    return render_dnsmasq(spec, site) + (
-        f"interface={interface}\n"
-        "bind-interfaces\n"
-        f"dhcp-leasefile={paths.runtime}/dnsmasq.leases\n"
-        f"pid-file={paths.runtime}/dnsmasq.pid\n"
-    )
+def choose_interface(options: ServeOptions) -> tuple[str, IPv4Interface | None]:
+    """The serving interface and its address that matches --address (or its first address)."""
+    table = interface_addresses()
+    name = options.interface
+    if name is None:
+        wanted = options.address.ip if isinstance(options.address, IPv4Interface) else options.address
+        candidates = [n for n, addrs in table.items() if n != "lo" and addrs
+                      and (wanted is None or any(a.ip == wanted for a in addrs))]
+        if len(candidates) != 1:
+            raise BootpackError(f"cannot tell which interface to serve on (candidates: "
+                                f"{', '.join(candidates) or 'none'}); give --interface IFACE")
+        name = candidates[0]
+    if name not in table:
+        raise BootpackError(f"--interface {name}: no such interface (have {', '.join(table)})")
+    addrs = table[name]
+    if options.address is not None:
+        ip = options.address.ip if isinstance(options.address, IPv4Interface) else options.address
+        match = [a for a in addrs if a.ip == ip]
+        return name, match[0] if match else None
+    return name, addrs[0] if addrs else None
 
 
-def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
-                   *, tftpd: str = "in.tftpd", dhcpd: str = "dhcpd", dnsmasq: str = "dnsmasq",
-                   nginx: str = "nginx", rpcbind: str = "rpcbind",
-                   ganesha: str = "ganesha.nfsd") -> Runtime:
-    """Every runtime config file and the daemons to run, for this site."""
-    files: dict[str, str] = {}
-    for rel, text in render_pxelinux(spec, site).items():
-        files[f"{RUNTIME_TFTP}/{rel}"] = text
-    files["nginx.conf"] = render_nginx(site, paths)
-    r = paths.runtime
-    services: list[ServiceSpec] = []
-    empty: list[str] = []
-    if site.mode == "server":
-        files["dhcpd.conf"] = render_isc(spec, site)
-        empty.append("dhcpd.leases")
-        services.append(ServiceSpec("dhcpd", (
-            dhcpd, "-d", "-4", "-cf", f"{r}/dhcpd.conf", "-lf", f"{r}/dhcpd.leases",
-            "-pf", f"{r}/dhcpd.pid", interface)))
-    elif site.mode == "proxy":
-        files["dnsmasq.conf"] = render_dnsmasq_runtime(spec, site, paths, interface)
-        services.append(ServiceSpec("dnsmasq", (
-            dnsmasq, "--keep-in-foreground", "--log-facility=-", "--user=root",
-            f"--conf-file={r}/dnsmasq.conf")))
-    # tftpd-hpa: chrooted into the runtime TFTP root (--secure), read-only (no --create),
-    # tsize and blksize negotiated by default; logs go to syslog (the supervisor's /dev/log).
-    services.append(ServiceSpec("tftpd", (
-        tftpd, "--foreground", "--listen", "--secure", "--verbose", "--user", "nobody",
-        "--address", f"{site.address}:69", paths.tftp_root)))
-    services.append(ServiceSpec("http", (nginx, "-c", f"{r}/nginx.conf", "-e", "stderr")))
-    exports = tuple(e.path for e in nfs_export_list(spec, site))
-    if exports:
-        files["ganesha.conf"] = render_ganesha_main(spec, site, paths)
-        services.append(ServiceSpec("rpcbind", (rpcbind, "-w", "-f"),
-                                    ready_path="/run/rpcbind.sock"))
-        services.append(ServiceSpec("nfs", (
-            ganesha, "-F", "-L", "STDERR", "-f", f"{r}/ganesha.conf", "-p", f"{r}/ganesha.pid"),
-            after=("rpcbind",)))
-    return Runtime(files=files, services=tuple(services), exports=exports,
-                   empty_files=tuple(empty))
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
+    """Write the runtime dir from scratch: configs, empty state files, the TFTP root."""
+    root = Path(paths.runtime)
+    tftp = root / RUNTIME_TFTP
+    if tftp.exists():
+        shutil.rmtree(tftp)
+    root.mkdir(parents=True, exist_ok=True)
+    for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    source = Path(paths.bundle) / layout.TFTP_DIR
+    for dirpath, _dirnames, filenames in os.walk(source):
+        rel = Path(dirpath).relative_to(source)
+        if rel.parts[:1] == (layout.PXE_CONFIG_DIR,):
+            continue  # the runtime renders its own
+        (tftp / rel).mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            if name.endswith(".img") and name.startswith("squashfs"):
+                continue  # served over HTTP only, straight from the bundle
+            _link_or_copy(Path(dirpath) / name, tftp / rel / name)
+    for rel_name, text in runtime.files.items():
+        target = root / rel_name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o644)
+    for name in runtime.empty_files:
+        (root / name).write_text("")
+    for folder in (tftp, *[p for p in tftp.rglob("*") if p.is_dir()]):
+        folder.chmod(0o755)
+
+
+def prepare_host_roots(spec: Spec, bundle: Path, host_roots: Path, names: list[str],
+                       out: Output) -> None:
+    """A writable copy of the image's root tree for each writable host, made once and kept."""
+    for host in spec.hosts:
+        if host.name not in names:
+            continue
+        target = host_roots / host.name
+        if target.exists():
+            continue
+        entry = spec.host_entry(host)
+        assert entry.image is not None
+        source = bundle / layout.root_tree_path(entry.image)
+        out.line("bootpack", f"making writable root for {host.name}: {target} (from {source})")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{host.name}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        subprocess.run(["cp", "-a", str(source), str(staging)], check=True)
+        os.rename(staging, target)
+
+
+class SyslogListener:
+    """Receives datagrams on /dev/log (tftpd-hpa only logs to syslog) and prints them."""
+
+    FORWARD = {"in.tftpd": "tftpd"}
+
+    def __init__(self, out: Output, path: Path = SYSLOG_SOCKET) -> None:
+        self.out, self.path = out, path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        path.chmod(0o666)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                raw = self.sock.recv(8192)
+            except OSError:
+                return
+            text = raw.decode(errors="replace")
+            if text.startswith("<") and ">" in text:
+                text = text.split(">", 1)[1]
+            # "Nov 22 04:00:00 in.tftpd[12]: message" -> name from the tag, the message.
+            head, _, message = text.partition(": ")
+            tag = head.rsplit(" ", 1)[-1].split("[", 1)[0] if message else "syslog"
+            if tag in self.FORWARD:  # the others log to stderr too
+                self.out.line(self.FORWARD[tag], message)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _syslog_free(path: Path = SYSLOG_SOCKET) -> bool:
+    """True when nobody listens on /dev/log (in a container); a stale socket left by a killed
+    earlier run is removed."""
+    if not path.exists():
+        return True
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink()
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
+def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> None:
+    try:
+        offers = dhcp_probe.probe(interface, timeout=timeout)
+    except OSError as exc:
+        raise BootpackError(f"could not check {interface} for another DHCP server ({exc}); "
+                            "give --force-dhcp to start the DHCP server anyway") from None
+    others = sorted({o.server for o in offers if o.server != str(own)})
+    if others:
+        raise BootpackError(
+            f"another DHCP server answers on {interface}: {', '.join(others)}. Two servers would "
+            "fight over the clients: use --dhcp proxy (boot data only) or --dhcp off, or "
+            "--force-dhcp if you are sure")
+
+
+def serve(options: ServeOptions, out: Output | None = None) -> int:
+    out = out or Output()
+    started = time.monotonic()
+    bundle = options.bundle.absolute()
+    spec = load_bundle_spec(bundle)
+    manifest = read_manifest(bundle)
+    interface, iface_address = choose_interface(options)
+    host_roots = options.host_roots or options.runtime / layout.HOSTS_DIR
+    rsite = runtime_site(spec, root=str(bundle), address=options.address, interface=iface_address,
+                         mode=options.dhcp, dhcp_range=options.dhcp_range,
+                         host_roots=str(host_roots.absolute()))
+    site = rsite.site
+    for warning in rsite.warnings:
+        out.line("bootpack", f"warning: {warning}")
+    paths = Paths(bundle=str(bundle), runtime=str(options.runtime.absolute()))
+    runtime = render_runtime(spec, site, paths, interface)
+    out.line("bootpack", f"serving {manifest['name']} {manifest['version']} ({manifest['digest']}) "
+             f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
+    if site.mode == "server" and not options.force_dhcp:
+        check_no_other_dhcp(interface, options.probe_timeout, site.address)
+    prepare_runtime(paths, runtime)
+    prepare_host_roots(spec, bundle, host_roots, [h.name for h in writable_hosts(spec, site)], out)
+    used = [e.image for e in spec.entries if e.image is not None]
+    kernel = layout.kernel_path(used[0]) if used else None
+    extra = {"address": str(site.address), "subnet": str(site.subnet), "interface": interface,
+             "mode": site.mode, "http_base": site.http_base, "kernel": kernel,
+             # Health lists the shared exports; a writable host's export answers only that host.
+             "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
+             "bundle": str(bundle),
+             "digest": manifest["digest"]}
+    syslog = SyslogListener(out) if _syslog_free() else None
+    supervisor = Supervisor(runtime.services, output=out,
+                            state_file=Path(paths.runtime) / STATE, extra_state=extra)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        out.line("bootpack", f"{signal.Signals(signum).name}: stopping")
+        supervisor.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out.line("bootpack", f"runtime ready in {time.monotonic() - started:.1f} s; starting daemons")
+    try:
+        return supervisor.run()
+    finally:
+        if syslog is not None:
+            syslog.close()

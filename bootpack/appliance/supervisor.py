@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .serve import ServiceSpec
+from .runtime import Daemon
 
 STOP_GRACE = 7.0  # seconds between SIGTERM and SIGKILL; the whole stop stays under 10 s
 STABLE_AFTER = 30.0  # a daemon up this long has its backoff reset
@@ -46,7 +46,7 @@ class Output:
 
 @dataclass
 class _Proc:
-    spec: ServiceSpec
+    spec: Daemon
     popen: subprocess.Popen[bytes] | None = None
     started: float = 0.0
     restarts: int = 0
@@ -58,7 +58,7 @@ class _Proc:
 
 
 class Supervisor:
-    def __init__(self, services: tuple[ServiceSpec, ...] | list[ServiceSpec], *,
+    def __init__(self, services: tuple[Daemon, ...] | list[Daemon], *,
                  output: Output | None = None, state_file: Path | None = None,
                  first_delay: float | None = None, max_delay: float = 30.0,
                  env: dict[str, str] | None = None,

@@ -25,7 +25,7 @@ LABEL_VERSION = "dev.bootpack.bundle.version"
 
 
 def docker_client() -> Any:
-    from ..build.baseimage import docker_client as engine
+    from ..external import docker_client as engine
 
     try:
         return engine()

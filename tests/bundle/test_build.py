@@ -13,7 +13,7 @@ import pytest
 
 from bootpack.bundle.manifest import verify
 from bootpack.cli import main
-from tests.specs import LAB, lab_data, write_spec
+from tests.support.specs import LAB, lab_data, write_spec
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -114,7 +114,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_bundle(
 
 def test_missing_syslinux_names_the_package(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from bootpack.build import syslinux
+    from bootpack import loaders as syslinux
 
     monkeypatch.setattr(syslinux, "DEBIAN_DIRS", ((tmp_path / "none", "pxelinux"),) * 2)
     assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out") == 2

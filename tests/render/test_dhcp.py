@@ -12,7 +12,7 @@ import pytest
 from bootpack.render import Site
 from bootpack.render.dhcp import render_dhcp, render_dnsmasq, render_isc, render_kea
 from bootpack.spec import parse_spec
-from tests.specs import lab_data
+from tests.support.specs import lab_data
 
 
 def lab(mode: str = "server"):  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from bootpack.render import Site
 from bootpack.render.nfs import render_exports, render_ganesha
 from bootpack.spec import parse_spec
-from tests.specs import lab_data
+from tests.support.specs import lab_data
 
 
 def test_exports_are_read_only_and_limited_to_the_subnet() -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from bootpack.render import Site, render_bundle_configs
 from bootpack.render.pxelinux import default_config, host_config, kernel_cmdline, render_pxelinux
 from bootpack.spec import parse_spec
-from tests.specs import lab_data
+from tests.support.specs import lab_data
 
 
 def lab():  # type: ignore[no-untyped-def]

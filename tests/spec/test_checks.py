@@ -9,7 +9,7 @@ import pytest
 from bootpack.errors import BootpackError
 from bootpack.spec import parse_spec
 from bootpack.spec.checks import CHECKS
-from tests.specs import lab_data
+from tests.support.specs import lab_data
 
 
 def message(data: dict[str, Any]) -> str:

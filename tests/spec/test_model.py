@@ -7,7 +7,7 @@ import pytest
 
 from bootpack.errors import BootpackError
 from bootpack.spec import load_spec, parse_spec, spec_digest
-from tests.specs import LAB, lab_data, write_spec
+from tests.support.specs import LAB, lab_data, write_spec
 
 
 def problems(data: dict[str, Any]) -> str:

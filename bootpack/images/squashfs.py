@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..external import need, run
 from ..progress import SILENT, Progress
-from .run import need, run
 
 OPTIONS = ("-comp", "zstd", "-Xcompression-level", "15", "-b", "1M", "-no-xattrs", "-noappend",
            "-no-progress", "-quiet")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..bundle.layout import SYSLINUX_FILES
-from ..errors import BootpackError
+from .bundle.layout import SYSLINUX_FILES
+from .errors import BootpackError
 
 # Where Debian puts them, and which package ships each folder: pxelinux.0 in the first, the
 # BIOS .c32 modules in the second.

@@ -15,17 +15,9 @@ import docker
 import docker.errors
 
 from ..errors import BootpackError
+from ..external import docker_client
 
 DEFAULT_TAG = "debian:bookworm-slim"
-
-
-def docker_client() -> docker.DockerClient:
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise BootpackError(f"no Docker engine answers ({exc}); start dockerd or set DOCKER_HOST") from None
-    return client
 
 
 def image_exists(client: docker.DockerClient, tag: str) -> bool:
@@ -62,7 +54,7 @@ def ensure_debian_image(tag: str = DEFAULT_TAG, suite: str = "bookworm", mirror:
     return str(client.images.get(tag).id)
 
 
-if __name__ == "__main__":  # python -m bootpack.build.baseimage [TAG]
+if __name__ == "__main__":  # python -m bootpack.images.baseimage [TAG]
     import sys
 
     print(ensure_debian_image(*(sys.argv[1:2] or [DEFAULT_TAG])))

@@ -31,7 +31,7 @@ from bootpack.bundle import layout
 from bootpack.bundle.manifest import dump, make_manifest, read_manifest
 from bootpack.compiler import build_bundle
 from bootpack.spec import load_spec
-from tests.netmarker import nfs_root_tree, write_netmarker
+from tests.support.netmarker import nfs_root_tree, write_netmarker
 
 IMAGE_TAG = "bp-appl-test:latest"
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "DAC_READ_SEARCH", "NET_BIND_SERVICE"]

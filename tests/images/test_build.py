@@ -25,15 +25,14 @@ from typing import Any
 import pytest
 import tomli_w
 
-from bootpack.build.cache import Cache
-from bootpack.build.images import BuiltImage, build_images
-from bootpack.build.roottree import VOLATILE_SCRIPT, VOLATILE_SH, VOLATILE_UNIT
 from bootpack.compiler import BuildResult, build_bundle
 from bootpack.errors import BootpackError
+from bootpack.images.builder import BuiltImage, build_images
+from bootpack.images.cache import Cache
+from bootpack.images.roottree import VOLATILE_SCRIPT, VOLATILE_SH, VOLATILE_UNIT
 from bootpack.spec import load_spec
-
-from .conftest import REPO
-from .vm import boot_vm, qemu_available
+from tests.conftest import REPO
+from tests.support.vm import boot_vm, qemu_available
 
 pytestmark = pytest.mark.docker
 

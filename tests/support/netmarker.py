@@ -12,13 +12,11 @@ and NFS can be proven end to end with a VM that boots in seconds.
 
 from __future__ import annotations
 
-import gzip
-import io
 import re
 from functools import cache
 from pathlib import Path
 
-from tests.marker import BUSYBOX, MARKER, _newc, debian_kernel
+from tests.support.marker import BUSYBOX, DIR, MARKER, Entries, busybox_bytes, debian_kernel, pack_initramfs
 
 NFS_ROOT_MARK = f"{MARKER} nfs-root"
 LIVE_MARK = f"{MARKER} live"
@@ -124,23 +122,16 @@ def kernel_release() -> str:
 @cache
 def netmarker_initramfs(busybox: Path = BUSYBOX) -> bytes:
     modules = _module_closure(kernel_release())
-    entries = [_newc("bin", 0o040755, ino=1), _newc("bin/busybox", 0o100755, busybox.read_bytes(), ino=2),
-               _newc("dev", 0o040755, ino=3), _newc("init", 0o100755, INIT.encode(), ino=4),
-               _newc("modules", 0o040755, ino=5)]
-    ino = 6
+    entries: Entries = {
+        "bin": (DIR, b""), "bin/busybox": (0o100755, busybox_bytes(busybox)), "dev": (DIR, b""),
+        "init": (0o100755, INIT.encode()), "modules": (DIR, b""),
+        "modules.order": (0o100644, "".join(f"{p.name}\n" for p in modules).encode()),
+        "newroot": (DIR, b""), "proc": (DIR, b""), "sys": (DIR, b""), "tmp": (0o041777, b""),
+        "udhcpc.script": (0o100755, UDHCPC_SCRIPT.encode()),
+    }
     for path in modules:
-        entries.append(_newc(f"modules/{path.name}", 0o100644, path.read_bytes(), ino=ino))
-        ino += 1
-    order = "".join(f"{p.name}\n" for p in modules).encode()
-    entries += [_newc("modules.order", 0o100644, order, ino=ino),
-                _newc("newroot", 0o040755, ino=ino + 1), _newc("proc", 0o040755, ino=ino + 2),
-                _newc("sys", 0o040755, ino=ino + 3), _newc("tmp", 0o041777, ino=ino + 4),
-                _newc("udhcpc.script", 0o100755, UDHCPC_SCRIPT.encode(), ino=ino + 5),
-                _newc("TRAILER!!!", 0)]
-    raw = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-        gz.write(b"".join(entries))
-    return raw.getvalue()
+        entries[f"modules/{path.name}"] = (0o100644, path.read_bytes())
+    return pack_initramfs(entries)
 
 
 def nfs_root_tree(busybox: Path = BUSYBOX) -> dict[str, bytes]:

@@ -22,7 +22,7 @@ import docker
 import pytest
 import tomli_w
 
-from tests.appliance_env import (
+from tests.support.appliance_env import (
     CAPS,
     SLOT,
     BootNet,
@@ -30,11 +30,11 @@ from tests.appliance_env import (
     isolated_network,
     wait_healthy,
 )
-from tests.vm import boot_vm, qemu_available
+from tests.support.vm import boot_vm, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "livenet"
 MARKER = "BOOTPACK-BOOTED"  # printed by the example's bootpack-marker.service
 MACS = {"live": "52:54:00:a7:02:01", "nfs": "52:54:00:a7:02:02"}

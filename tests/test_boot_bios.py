@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from bootpack.cli import main
-from tests.marker import MARKER, write_artifacts
-from tests.specs import lab_data, write_spec
-from tests.vm import boot_vm, qemu_available
+from tests.support.marker import MARKER, write_artifacts
+from tests.support.specs import lab_data, write_spec
+from tests.support.vm import boot_vm, qemu_available
 
 pytestmark = [pytest.mark.boot,
               pytest.mark.skipif(not qemu_available(), reason="needs qemu-system-x86 and ipxe-qemu")]

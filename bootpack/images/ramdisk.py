@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..bundle.manifest import walk  # sorted by path; code-point order = UTF-8 byte order
 from ..errors import BootpackError
+from ..external import need, run_fed
 from ..progress import SILENT, Progress
-from .run import need, run_fed
 
 # Firmware loads the initrd into memory below 4 GiB and kernels unpack it into RAM: past about
 # 3-4 GiB many machines cannot boot it at all.

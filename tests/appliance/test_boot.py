@@ -23,7 +23,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.appliance_env import (
+from tests.support.appliance_env import (
     LIVE_MAC,
     NFS_MAC,
     SLOT,
@@ -34,9 +34,9 @@ from tests.appliance_env import (
     start_appliance,
     wait_healthy,
 )
-from tests.marker import MARKER
-from tests.netmarker import LIVE_MARK, NFS_ROOT_MARK
-from tests.vm import boot_vm, qemu_available
+from tests.support.marker import MARKER
+from tests.support.netmarker import LIVE_MARK, NFS_ROOT_MARK
+from tests.support.vm import boot_vm, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-a{SLOT}"

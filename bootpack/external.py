@@ -1,4 +1,4 @@
-"""The one way bootpack runs an external program.
+"""The one way bootpack reaches outside itself: external programs and the Docker engine.
 
 Every command is logged exactly as run at --verbose; a failure becomes a BootpackError that
 names the program and shows the tail of its error output, so the user sees why without a
@@ -15,8 +15,11 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..errors import BootpackError
-from ..progress import SILENT, Progress
+import docker
+import docker.errors
+
+from .errors import BootpackError
+from .progress import SILENT, Progress
 
 TAIL = 3000
 
@@ -82,3 +85,12 @@ def run_fed(command: Sequence[str | Path], chunks: Iterable[bytes], *, progress:
     if code != 0 or broken:
         raise BootpackError(f"{what or argv[0]} failed (exit status {code}): {shlex.join(argv)}\n"
                             f"{_tail(err)}")
+
+
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise BootpackError(f"no Docker engine answers ({exc}); start dockerd or set DOCKER_HOST") from None
+    return client

@@ -18,9 +18,8 @@ import docker
 import docker.errors
 
 from ..errors import BootpackError
+from ..external import docker_client, run_fed
 from ..progress import SILENT, Progress
-from .baseimage import docker_client
-from .run import run_fed
 
 __all__ = ["docker_client", "export_tree", "read_file", "remove_quietly", "resolve_image"]
 

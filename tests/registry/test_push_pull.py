@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from bootpack.cli import main
-from tests.marker import write_artifacts
-from tests.registry_server import (
+from tests.support.marker import write_artifacts
+from tests.support.registry_server import (
     Registry,
     copy_bundle,
     cutting_proxy,

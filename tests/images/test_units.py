@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from bootpack.build import families, ramdisk, roottree, squashfs
-from bootpack.build.cache import Cache
-from bootpack.build.images import netboot_options
-from bootpack.build.netboot import netboot_script
 from bootpack.errors import BootpackError
+from bootpack.images import families, ramdisk, roottree, squashfs
+from bootpack.images.builder import netboot_options
+from bootpack.images.cache import Cache
+from bootpack.images.netboot import netboot_script
 from bootpack.render import Site
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
@@ -279,7 +279,7 @@ def test_overlay_goes_in_owned_by_root(tmp_path: Path) -> None:
     import io
     import tarfile
 
-    from bootpack.build.netboot import _work_archive
+    from bootpack.images.netboot import _work_archive
 
     overlay = tmp_path / "overlay"
     (overlay / "etc/dracut.conf.d").mkdir(parents=True)
@@ -296,6 +296,6 @@ def test_overlay_goes_in_owned_by_root(tmp_path: Path) -> None:
 
 
 def test_docker_tags_are_valid() -> None:
-    from bootpack.build.images import _tag
+    from bootpack.images.builder import _tag
 
     assert _tag("Live.Net_", "debian") == "bootpack-live-net-debian:latest"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bootpack.appliance import dhcp_probe
-from bootpack.appliance.serve import Paths, ServiceSpec, render_runtime, runtime_site
+from bootpack.appliance.runtime import Daemon, Paths, render_runtime, runtime_site
 from bootpack.appliance.supervisor import Output, Supervisor
 from bootpack.cli import main
 from bootpack.errors import BootpackError
@@ -143,7 +143,7 @@ def test_writable_root_needs_ip_and_nfs_entry() -> None:
 
 
 def test_bundle_keeps_its_spec(tmp_path: Path) -> None:
-    from tests.marker import write_artifacts
+    from tests.support.marker import write_artifacts
 
     write_artifacts(tmp_path)
     (tmp_path / "spec.toml").write_text(
@@ -154,7 +154,7 @@ def test_bundle_keeps_its_spec(tmp_path: Path) -> None:
     assert main(["-q", "build", str(tmp_path / "spec.toml"), "-o", str(tmp_path / "out")]) == 0
     manifest = json.loads((tmp_path / "out" / "bundle.json").read_text())
     assert "spec.json" in [row["path"] for row in manifest["files"]]
-    from bootpack.appliance.run import load_bundle_spec
+    from bootpack.appliance.serve import load_bundle_spec
 
     assert load_bundle_spec(tmp_path / "out").bundle.name == "x"
 
@@ -177,9 +177,9 @@ def test_dhcp_discover_and_offer_round_trip() -> None:
 def test_supervisor_restarts_with_backoff_and_stops(tmp_path: Path) -> None:
     out = io.StringIO()
     flag = tmp_path / "ran"
-    crash = ServiceSpec("crash", (sys.executable, "-c",
+    crash = Daemon("crash", (sys.executable, "-c",
                                   f"open({str(flag)!r}, 'a').write('x'); print('bye'); raise SystemExit(3)"))
-    stubborn = ServiceSpec("stubborn", (sys.executable, "-c",
+    stubborn = Daemon("stubborn", (sys.executable, "-c",
                                         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                         "print('up', flush=True); time.sleep(60)"))
     sup = Supervisor([crash, stubborn], output=Output(out), state_file=tmp_path / "state.json",
@@ -203,8 +203,8 @@ def test_supervisor_restarts_with_backoff_and_stops(tmp_path: Path) -> None:
 
 def test_supervisor_restarts_dependents_after_their_dependency(tmp_path: Path) -> None:
     out = io.StringIO()
-    base = ServiceSpec("base", (sys.executable, "-c", "import time; time.sleep(0.3)"))
-    user = ServiceSpec("user", (sys.executable, "-c", "import time; time.sleep(60)"), after=("base",))
+    base = Daemon("base", (sys.executable, "-c", "import time; time.sleep(0.3)"))
+    user = Daemon("user", (sys.executable, "-c", "import time; time.sleep(60)"), after=("base",))
     sup = Supervisor([base, user], output=Output(out), state_file=tmp_path / "state.json",
                      first_delay=0.1, max_delay=0.2)
     thread = threading.Thread(target=sup.run, kwargs={"poll": 0.05})

@@ -24,7 +24,7 @@ import pytest
 from docker.models.containers import Container
 
 from bootpack.appliance.health import tftp_read
-from tests.appliance_env import (
+from tests.support.appliance_env import (
     KNOWN_MAC,
     SLOT,
     BootNet,
@@ -36,7 +36,7 @@ from tests.appliance_env import (
     start_appliance,
     wait_healthy,
 )
-from tests.marker import debian_kernel
+from tests.support.marker import debian_kernel
 
 pytestmark = pytest.mark.docker
 
