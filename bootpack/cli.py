@@ -71,7 +71,7 @@ def _add_appliance_commands(commands: argparse._SubParsersAction[argparse.Argume
 
 
 def _push(args: argparse.Namespace, progress: Progress) -> int:
-    from .registry import publish
+    from .release import publish
 
     result = publish(args.source, args.ref, image=args.image, with_image=not args.no_image,
                      force=args.force, insecure=args.insecure, progress=progress)

@@ -17,9 +17,10 @@ from pathlib import Path
 from . import __version__
 from .bundle import layout
 from .bundle.archive import source_date_epoch, write_archive
-from .bundle.manifest import dump, make_manifest
+from .bundle.manifest import Bundle, make_manifest
 from .bundle.output import archive_path, staged_output
 from .external import run
+from .files import walk
 from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
 from .loaders import find_syslinux_files
@@ -40,11 +41,27 @@ class Plan:
 
 @dataclass(frozen=True)
 class BuildResult:
-    output: Path
-    archive: Path
-    digest: str
-    files: int
-    size: int
+    bundle: Bundle
+
+    @property
+    def output(self) -> Path:
+        return self.bundle.directory
+
+    @property
+    def archive(self) -> Path:
+        return self.bundle.archive
+
+    @property
+    def digest(self) -> str:
+        return self.bundle.digest
+
+    @property
+    def files(self) -> int:
+        return len(self.bundle.manifest.files)
+
+    @property
+    def size(self) -> int:
+        return self.bundle.manifest.size
 
 
 def _plan_built(plan: Plan, built: BuiltImage) -> None:
@@ -113,9 +130,8 @@ def write_plan(plan: Plan, root: Path) -> None:
 
 def _fix_times(root: Path, mtime: int) -> None:
     """Same mtime on every path, so tools that compare times see identical trees."""
-    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
-        for name in filenames + dirnames:
-            os.utime(os.path.join(dirpath, name), (mtime, mtime), follow_symlinks=False)
+    for path in walk(root):
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
     os.utime(root, (mtime, mtime))
 
 
@@ -147,9 +163,9 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
-            extra={"images": {n: provenance(b) for n, b in sorted(built.items())}} if built else None,
+            images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
         )
-        (staging / layout.MANIFEST).write_text(dump(manifest))
+        (staging / layout.MANIFEST).write_text(manifest.dumps())
         _fix_times(staging, mtime)
         previous = archive_path(output.absolute())
         if _unchanged(output.absolute(), staging, mtime) and previous.is_file():
@@ -159,7 +175,4 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
             with progress.step("Writing the archive"):
                 write_archive(staging, archive_path(staging),
                               f"{spec.bundle.name}-{spec.bundle.version}", mtime)
-    archive = archive_path(output.absolute())
-    size = sum(row.get("size", 0) for row in manifest["files"])
-    return BuildResult(output=output.absolute(), archive=archive, digest=manifest["digest"],
-                       files=len(manifest["files"]), size=size)
+    return BuildResult(Bundle(output.absolute(), manifest, archive_path(output.absolute())))

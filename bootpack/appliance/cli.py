@@ -87,12 +87,13 @@ def _health(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def _image(args: argparse.Namespace, progress: Progress) -> int:
-    from ..bundle import layout
+    from ..bundle import Bundle, layout
+    from ..bundle.manifest import DIGEST_KEY
     from .image import bake_image
 
     source: Path = args.source
     if (source / layout.MANIFEST).is_file():
-        result = bake_image(source, args.tag, base=args.base, progress=progress)
+        result = bake_image(Bundle.open(source), args.tag, base=args.base, progress=progress)
     else:
         from ..compiler import build_bundle
         from ..spec import load_spec
@@ -100,10 +101,10 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
         loaded = load_spec(source)
         with tempfile.TemporaryDirectory(prefix="bootpack-bundle-") as tmp:
             bundle = Path(tmp) / loaded.spec.bundle.name
-            build_bundle(loaded, bundle, progress=progress)
-            result = bake_image(bundle, args.tag, base=args.base, progress=progress)
+            built = build_bundle(loaded, bundle, progress=progress)
+            result = bake_image(built.bundle, args.tag, base=args.base, progress=progress)
     print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), bundle "
-          f"{result.labels['dev.bootpack.bundle.digest']}")
+          f"{result.labels[DIGEST_KEY]}")
     return 0
 
 

@@ -16,20 +16,19 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import docker.errors
 
 from ..bundle.archive import source_date_epoch
-from ..bundle.manifest import read_manifest, walk
+from ..bundle.manifest import BOOTPACK_VERSION_KEY, DIGEST_KEY, Bundle, BundleManifest
 from ..errors import BootpackError
 from ..external import docker_client
+from ..files import walk
 from ..images.baseimage import DEFAULT_TAG, ensure_debian_image
 from ..progress import NORMAL, Progress
 
 PROJECT = Path(__file__).resolve().parents[2]
 DOCKERFILE = PROJECT / "containers" / "appliance" / "Dockerfile"
-DIGEST_LABEL = "dev.bootpack.bundle.digest"
 
 
 @dataclass(frozen=True)
@@ -40,16 +39,16 @@ class ImageResult:
     labels: dict[str, str]
 
 
-def image_labels(manifest: dict[str, Any], epoch: int) -> dict[str, str]:
+def image_labels(manifest: BundleManifest, epoch: int) -> dict[str, str]:
     created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "org.opencontainers.image.title": manifest["name"],
-        "org.opencontainers.image.version": manifest["version"],
+        "org.opencontainers.image.title": manifest.name,
+        "org.opencontainers.image.version": manifest.version,
         "org.opencontainers.image.created": created,
-        "org.opencontainers.image.description": manifest.get("description") or
-        f"bootpack boot appliance for {manifest['name']} {manifest['version']}",
-        DIGEST_LABEL: manifest["digest"],
-        "dev.bootpack.version": manifest.get("bootpack_version", ""),
+        "org.opencontainers.image.description": manifest.description or
+        f"bootpack boot appliance for {manifest.name} {manifest.version}",
+        DIGEST_KEY: manifest.digest,
+        BOOTPACK_VERSION_KEY: manifest.bootpack_version,
     }
 
 
@@ -79,23 +78,22 @@ def build_wheels(target: Path, progress: Progress) -> None:
         wheel.unlink()
 
 
-def bake_image(bundle: Path, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
+def bake_image(bundle: Bundle, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
                client: docker.DockerClient | None = None) -> ImageResult:
-    """Build the appliance image for a bundle directory."""
+    """Build the appliance image for a bundle."""
     progress = progress or Progress(NORMAL)
-    manifest = read_manifest(bundle)
     client = client or docker_client()
     if base == DEFAULT_TAG:
         with progress.step(f"Making sure {base} exists"):
             ensure_debian_image(base, client=client)
-    labels = image_labels(manifest, source_date_epoch())
+    labels = image_labels(bundle.manifest, source_date_epoch())
     with tempfile.TemporaryDirectory(prefix="bootpack-image-") as tmp:
         context = Path(tmp)
         shutil.copyfile(DOCKERFILE, context / "Dockerfile")
         with progress.step("Building wheels of bootpack and its dependencies"):
             build_wheels(context / "wheels", progress)
         with progress.step("Packing the bundle into the build context"):
-            pack_bundle(bundle, context / "bundle.tar")
+            pack_bundle(bundle.directory, context / "bundle.tar")
         with progress.step(f"Building image {tag}"):
             try:
                 image, logs = client.images.build(

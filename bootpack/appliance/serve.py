@@ -22,8 +22,9 @@ from pathlib import Path
 from types import FrameType
 
 from ..bundle import layout
-from ..bundle.manifest import read_manifest
+from ..bundle.manifest import Bundle
 from ..errors import BootpackError
+from ..files import walk
 from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
@@ -48,13 +49,12 @@ class ServeOptions:
     probe_timeout: float = 2.5
 
 
-def load_bundle_spec(bundle: Path) -> Spec:
-    read_manifest(bundle)  # a clear error when this is not a bundle
-    path = bundle / layout.SPEC
+def load_bundle_spec(bundle: Bundle) -> Spec:
+    path = bundle.directory / layout.SPEC
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise BootpackError(f"{bundle}: the bundle has no {layout.SPEC}; rebuild it with this "
+        raise BootpackError(f"{bundle.directory}: the bundle has no {layout.SPEC}; rebuild it with this "
                             "bootpack (`bootpack build`)") from None
     return parse_spec(data, source=str(path))
 
@@ -111,15 +111,16 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     source = Path(paths.bundle) / layout.TFTP_DIR
-    for dirpath, _dirnames, filenames in os.walk(source):
-        rel = Path(dirpath).relative_to(source)
-        if rel.parts[:1] == (layout.PXE_CONFIG_DIR,):
+    tftp.mkdir(parents=True, exist_ok=True)
+    for path in walk(source):
+        rel = path.relative_to(source)
+        if rel.parts[0] == layout.PXE_CONFIG_DIR:
             continue  # the runtime renders its own
-        (tftp / rel).mkdir(parents=True, exist_ok=True)
-        for name in filenames:
-            if name.endswith(".img") and name.startswith("squashfs"):
-                continue  # served over HTTP only, straight from the bundle
-            _link_or_copy(Path(dirpath) / name, tftp / rel / name)
+        if path.is_dir():
+            if not path.is_symlink():
+                (tftp / rel).mkdir(exist_ok=True)
+        elif not (path.name.endswith(".img") and path.name.startswith("squashfs")):
+            _link_or_copy(path, tftp / rel)  # squashfs: served over HTTP only, from the bundle
     for rel_name, text in runtime.files.items():
         target = root / rel_name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -218,9 +219,9 @@ def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> Non
 def serve(options: ServeOptions, out: Output | None = None) -> int:
     out = out or Output()
     started = time.monotonic()
-    bundle = options.bundle.absolute()
-    spec = load_bundle_spec(bundle)
-    manifest = read_manifest(bundle)
+    opened = Bundle.open(options.bundle.absolute())
+    bundle, manifest = opened.directory, opened.manifest
+    spec = load_bundle_spec(opened)
     interface, iface_address = choose_interface(options)
     host_roots = options.host_roots or options.runtime / layout.HOSTS_DIR
     rsite = runtime_site(spec, root=str(bundle), address=options.address, interface=iface_address,
@@ -231,7 +232,7 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
         out.line("bootpack", f"warning: {warning}")
     paths = Paths(bundle=str(bundle), runtime=str(options.runtime.absolute()))
     runtime = render_runtime(spec, site, paths, interface)
-    out.line("bootpack", f"serving {manifest['name']} {manifest['version']} ({manifest['digest']}) "
+    out.line("bootpack", f"serving {manifest.name} {manifest.version} ({manifest.digest}) "
              f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
     if site.mode == "server" and not options.force_dhcp:
         check_no_other_dhcp(interface, options.probe_timeout, site.address)
@@ -244,7 +245,7 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
              # Health lists the shared exports; a writable host's export answers only that host.
              "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
              "bundle": str(bundle),
-             "digest": manifest["digest"]}
+             "digest": manifest.digest}
     syslog = SyslogListener(out) if _syslog_free() else None
     supervisor = Supervisor(runtime.services, output=out,
                             state_file=Path(paths.runtime) / STATE, extra_state=extra)

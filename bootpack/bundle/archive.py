@@ -14,8 +14,8 @@ import stat
 import tarfile
 from pathlib import Path
 
+from ..files import walk
 from .layout import ROOTS_DIR
-from .manifest import walk
 
 
 def source_date_epoch() -> int:

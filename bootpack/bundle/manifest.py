@@ -1,95 +1,174 @@
-"""bundle.json: what a bundle is and every file in it, with sha256 and size."""
+"""bundle.json: what a bundle is and every file in it, with sha256 and size.
+
+`BundleManifest` is bundle.json as a value; `Bundle` (a directory, its manifest and its archive)
+is the one form a bundle travels in between packages, read from disk once.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import BootpackError
+from ..files import sha256_bytes, sha256_file, walk
 from . import layout
+from .output import archive_path
 
 FORMAT = 1
 
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def walk(root: Path) -> list[Path]:
-    """Every file, symlink and directory under root, sorted by relative POSIX path."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        found.extend(base / d for d in dirnames)
-        found.extend(base / f for f in filenames)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+# Labels of the appliance image and annotations of the bundle artifact (one name each, so the
+# image baked for a bundle is found again by its digest).
+NAME_KEY = "dev.bootpack.bundle.name"
+VERSION_KEY = "dev.bootpack.bundle.version"
+DIGEST_KEY = "dev.bootpack.bundle.digest"
+BOOTPACK_VERSION_KEY = "dev.bootpack.version"
 
 
-def list_files(root: Path) -> list[dict[str, Any]]:
+class FileEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    path: str
+    sha256: str
+    size: int
+
+
+class LinkEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    path: str
+    link: str
+
+
+Entry = FileEntry | LinkEntry
+
+
+class ImageProvenance(BaseModel):
+    """Where a container-built image came from and the cache keys of its steps."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source_image: str
+    kernel_version: str
+    steps: dict[str, str]
+
+
+class BundleManifest(BaseModel):
+    """bundle.json. Field order is the file's key order: the bytes must not change."""
+
+    # Unknown keys are ignored, as before the model, so a newer bundle still opens.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    format: int
+    name: str
+    version: str
+    description: str
+    digest: str
+    spec_digest: str
+    bootpack_version: str
+    images: dict[str, ImageProvenance] | None = None  # container-built images only
+    files: tuple[Entry, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(row.size for row in self.files if isinstance(row, FileEntry))
+
+    def computed_digest(self) -> str:
+        return bundle_digest(self.name, self.version, self.files)
+
+    def dumps(self) -> str:
+        data = self.model_dump(mode="json")
+        if self.images is None:
+            del data["images"]
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def loads(cls, text: str | bytes, where: str) -> BundleManifest:
+        try:
+            return cls.model_validate(json.loads(text))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(part) for part in first["loc"])
+            raise BootpackError(f"{where}: unreadable manifest: {loc}: {first['msg']}") from None
+        except ValueError as exc:
+            raise BootpackError(f"{where}: unreadable manifest: {exc}") from None
+
+
+def list_files(root: Path) -> list[Entry]:
     """Manifest rows for every regular file and symlink (bundle.json itself excluded)."""
-    rows: list[dict[str, Any]] = []
+    rows: list[Entry] = []
     for path in walk(root):
         rel = path.relative_to(root).as_posix()
         if rel == layout.MANIFEST:
             continue
         if path.is_symlink():
-            rows.append({"path": rel, "link": os.readlink(path)})
+            rows.append(LinkEntry(path=rel, link=os.readlink(path)))
         elif path.is_file():
-            rows.append({"path": rel, "sha256": _sha256(path), "size": path.stat().st_size})
+            digest, size = sha256_file(path)
+            rows.append(FileEntry(path=rel, sha256=digest, size=size))
     return rows
 
 
-def bundle_digest(name: str, version: str, files: list[dict[str, Any]]) -> str:
+def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry]) -> str:
     """One digest for the whole bundle: its identity and the digest of every file."""
-    canonical = json.dumps({"name": name, "version": version, "files": files}, sort_keys=True,
-                           separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    canonical = json.dumps({"name": name, "version": version,
+                            "files": [row.model_dump() for row in files]},
+                           sort_keys=True, separators=(",", ":"))
+    return sha256_bytes(canonical.encode())
 
 
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
-                  bootpack_version: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    files = list_files(root)
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "name": name,
-        "version": version,
-        "description": description,
-        "digest": bundle_digest(name, version, files),
-        "spec_digest": spec_digest,
-        "bootpack_version": bootpack_version,
-    }
-    manifest.update(extra or {})
-    manifest["files"] = files
-    return manifest
+                  bootpack_version: str,
+                  images: Mapping[str, Mapping[str, Any]] | None = None) -> BundleManifest:
+    files = tuple(list_files(root))
+    return BundleManifest.model_validate({
+        "format": FORMAT, "name": name, "version": version, "description": description,
+        "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,
+        "bootpack_version": bootpack_version, "images": images, "files": files,
+    })
 
 
-def dump(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=False) + "\n"
+@dataclass(frozen=True)
+class Bundle:
+    """A bundle directory, its manifest and its deterministic archive (DIR.tar.gz next to the
+    directory unless a push wrote one elsewhere; it may not exist)."""
 
+    directory: Path
+    manifest: BundleManifest
+    archive: Path
 
-def read_manifest(bundle_dir: Path) -> dict[str, Any]:
-    from ..errors import BootpackError
+    @classmethod
+    def open(cls, directory: Path) -> Bundle:
+        """Read bundle.json, with an error that says what to do when it is not a bundle."""
+        path = directory / layout.MANIFEST
+        try:
+            text = path.read_bytes()
+        except FileNotFoundError:
+            raise BootpackError(f"{directory}: not a bootpack bundle (no {layout.MANIFEST}); "
+                                "build one with `bootpack build SPEC --output DIR`") from None
+        except OSError as exc:
+            raise BootpackError(f"{path}: unreadable manifest: {exc}") from None
+        manifest = BundleManifest.loads(text, str(path))
+        directory = directory.absolute()
+        return cls(directory, manifest, archive_path(directory))
 
-    path = bundle_dir / layout.MANIFEST
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BootpackError(f"{bundle_dir}: not a bootpack bundle (no {layout.MANIFEST}); "
-                            "build one with `bootpack build SPEC --output DIR`") from None
-    except (OSError, ValueError) as exc:
-        raise BootpackError(f"{path}: unreadable manifest: {exc}") from None
-    return data
+    def with_archive(self, archive: Path) -> Bundle:
+        return dataclasses.replace(self, archive=archive)
 
+    @property
+    def name(self) -> str:
+        return self.manifest.name
 
-def verify(bundle_dir: Path) -> list[str]:
-    """Differences between a bundle directory and its manifest (empty when intact)."""
-    manifest = read_manifest(bundle_dir)
-    want = {row["path"]: row for row in manifest["files"]}
-    have = {row["path"]: row for row in list_files(bundle_dir)}
-    problems = [f"missing: {p}" for p in sorted(want.keys() - have.keys())]
-    problems += [f"unexpected: {p}" for p in sorted(have.keys() - want.keys())]
-    problems += [f"changed: {p}" for p in sorted(want.keys() & have.keys()) if want[p] != have[p]]
-    return problems
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def digest(self) -> str:
+        return self.manifest.digest

@@ -13,7 +13,6 @@ $BOOTPACK_CACHE_DIR when set (tests use this).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..files import PREFIX, Sha256, sha256_bytes, sha256_file, walk
 
 ENV = "BOOTPACK_CACHE_DIR"
 STEPS = "steps"
@@ -41,26 +41,22 @@ def default_cache_dir() -> Path:
 
 def digest_json(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256_bytes(canonical.encode()).removeprefix(PREFIX)
 
 
 def digest_tree(root: Path) -> str:
     """sha256 over every path, kind, mode and content below root (for overlay folders)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath) / name
-            st = path.lstat()
-            rel = path.relative_to(root).as_posix()
-            h.update(f"{rel}\0{st.st_mode:o}\0".encode())
-            if path.is_symlink():
-                h.update(os.readlink(path).encode())
-            elif path.is_file():
-                with path.open("rb") as f:
-                    h.update(hashlib.file_digest(f, "sha256").digest())
-            h.update(b"\0")
-    return h.hexdigest()
+    h = Sha256()
+    for path in walk(root):
+        st = path.lstat()
+        rel = path.relative_to(root).as_posix()
+        h.update(f"{rel}\0{st.st_mode:o}\0".encode())
+        if path.is_symlink():
+            h.update(os.readlink(path).encode())
+        elif path.is_file():
+            h.update(bytes.fromhex(sha256_file(path)[0].removeprefix(PREFIX)))
+        h.update(b"\0")
+    return h.digest.removeprefix(PREFIX)
 
 
 @dataclass(frozen=True)
@@ -139,8 +135,8 @@ class Cache:
 
 def _size(root: Path) -> int:
     total = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            with contextlib.suppress(OSError):
-                total += (Path(dirpath) / name).lstat().st_size
+    for path in walk(root):
+        with contextlib.suppress(OSError):
+            if not path.is_dir():
+                total += path.lstat().st_size
     return total

@@ -12,7 +12,6 @@ scripts do not spend a minute building an initrd we would throw away.
 from __future__ import annotations
 
 import io
-import os
 import shlex
 import tarfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import docker
 import docker.errors
 
 from ..errors import BootpackError
+from ..files import walk
 from ..progress import SILENT, Progress
 from .docker_image import export_tree, remove_quietly
 from .families import Family
@@ -93,19 +93,16 @@ def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
         tar.addfile(info, io.BytesIO(data))
         if overlay is not None:
             add_dir(f"{WORK}/overlay")
-            for dirpath, dirnames, filenames in os.walk(overlay):
-                dirnames.sort()
-                for name in sorted(dirnames + filenames):
-                    path = Path(dirpath) / name
-                    member = tar.gettarinfo(str(path), f"{WORK}/overlay/{path.relative_to(overlay)}")
-                    member.uid = member.gid = 0
-                    member.uname = member.gname = "root"
-                    member.mtime = mtime
-                    if member.isreg():
-                        with path.open("rb") as f:
-                            tar.addfile(member, f)
-                    else:
-                        tar.addfile(member)
+            for path in walk(overlay):
+                member = tar.gettarinfo(str(path), f"{WORK}/overlay/{path.relative_to(overlay)}")
+                member.uid = member.gid = 0
+                member.uname = member.gname = "root"
+                member.mtime = mtime
+                if member.isreg():
+                    with path.open("rb") as f:
+                        tar.addfile(member, f)
+                else:
+                    tar.addfile(member)
     return raw.getvalue()
 
 

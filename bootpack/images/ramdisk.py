@@ -13,9 +13,9 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..bundle.manifest import walk  # sorted by path; code-point order = UTF-8 byte order
 from ..errors import BootpackError
 from ..external import need, run_fed
+from ..files import walk  # sorted by path; code-point order = UTF-8 byte order
 from ..progress import SILENT, Progress
 
 # Firmware loads the initrd into memory below 4 GiB and kernels unpack it into RAM: past about

@@ -22,6 +22,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from ..files import walk
+
 HOSTS = """127.0.0.1\tlocalhost
 ::1\t\tlocalhost ip6-localhost ip6-loopback
 ff02::1\t\tip6-allnodes
@@ -113,9 +115,9 @@ def clean_tree(root: Path) -> None:
             _remove(path)
     log = root / "var/log"
     if log.is_dir():  # apt/dpkg logs hold build times; keep the folders, drop the files
-        for dirpath, _dirs, files in os.walk(log):
-            for name in files:
-                (Path(dirpath) / name).unlink()
+        for path in walk(log):
+            if not path.is_dir():
+                path.unlink()
     for rel in EMPTY_DIRS:
         sticky = rel in ("tmp", "var/tmp")
         _empty_dir(root / rel, 0o1777 if sticky else 0o755)
@@ -173,9 +175,8 @@ def find_init(root: Path) -> str | None:
 
 def tree_size(root: Path) -> int:
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            st = (Path(dirpath) / name).lstat()
-            if stat.S_ISREG(st.st_mode):
-                total += st.st_size
+    for path in walk(root):
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            total += st.st_size
     return total

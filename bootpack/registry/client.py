@@ -14,7 +14,6 @@ adds what bootpack needs around it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -29,11 +28,11 @@ import requests
 import requests.adapters
 
 from ..errors import BootpackError
+from ..files import CHUNK, Sha256, sha256_bytes
 from .reference import Reference
 
 CONNECT_TIMEOUT = 10.0  # seconds
 READ_TIMEOUT = 120.0
-CHUNK = 1 << 20
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -60,20 +59,6 @@ class Manifest:
     @property
     def annotations(self) -> dict[str, str]:
         return dict(self.data.get("annotations") or {})
-
-
-def sha256_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-            size += len(block)
-    return "sha256:" + h.hexdigest(), size
 
 
 def docker_config_path() -> Path:
@@ -321,8 +306,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
         """Download a blob into target and check its size and digest; target removed on failure."""
         container = self.get_container(ref.name)
         url = f"{self.prefix}://{container.get_blob_url(digest)}"
-        h = hashlib.sha256()
-        got = 0
+        h = Sha256()
         try:
             response = self.do_request(url, "GET", stream=True)
             with response:
@@ -332,19 +316,18 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]
                 with target.open("wb") as f:
                     for block in _iter_content(response):
                         h.update(block)
-                        got += len(block)
-                        if got > size:
+                        if h.size > size:
                             raise RegistryError(f"{ref}: blob {digest} is larger than the "
                                                 f"{size} bytes the manifest declares")
                         f.write(block)
         except requests.RequestException as exc:
             target.unlink(missing_ok=True)
-            raise RegistryError(f"{ref}: download of blob {digest} interrupted after {got} of "
+            raise RegistryError(f"{ref}: download of blob {digest} interrupted after {h.size} of "
                                 f"{size} bytes ({_short(exc)}); nothing was changed") from None
         except BaseException:
             target.unlink(missing_ok=True)
             raise
-        actual = "sha256:" + h.hexdigest()
+        actual, got = h.digest, h.size
         if got != size or actual != digest:
             target.unlink(missing_ok=True)
             raise RegistryError(f"{ref}: blob digest mismatch: expected {digest} ({size} bytes), "
@@ -381,3 +364,10 @@ def _short(exc: BaseException) -> str:
                 return marker
         return inner[:200]
     return text[:200]
+
+
+def connect(registry: str, insecure: bool) -> RegistryClient:
+    """A client for registry, its auth checked."""
+    client = RegistryClient(registry, insecure=insecure)
+    client.connect()
+    return client

@@ -5,35 +5,30 @@ header the SDK builds from Docker's config and credential helpers). Whether the 
 HTTPS or plain HTTP to a registry is the engine's decision: 127.0.0.0/8 is plain HTTP by default,
 other plain-HTTP registries must be listed in the engine's `insecure-registries`.
 
-`ensure_appliance_image` is the seam for `bootpack image`: today it finds a local image carrying
-the bundle's digest label (or takes the one given with --image); once the appliance builder lands
-it can build the image when none exists.
+Which image serves a bundle, and baking one when there is none, is the release workflow's
+decision (bootpack.release); this module only finds, checks and pushes.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from ..bundle.manifest import DIGEST_KEY
 from ..errors import BootpackError
+from ..external import docker_client as engine
 from ..progress import NORMAL, Progress
 from .client import Manifest
 from .reference import Reference
 
-LABEL_DIGEST = "dev.bootpack.bundle.digest"
-LABEL_VERSION = "dev.bootpack.bundle.version"
-
 
 def docker_client() -> Any:
-    from ..external import docker_client as engine
-
     try:
         return engine()
     except BootpackError as exc:
         raise BootpackError(f"{exc}, or push only the bundle with --no-image") from None
 
 
-def _local_image(client: Any, name: str) -> Any:
+def local_image(client: Any, name: str) -> Any:
     import docker.errors
 
     try:
@@ -46,44 +41,10 @@ def _local_image(client: Any, name: str) -> Any:
 
 def find_appliance_image(client: Any, bundle_digest: str) -> Any | None:
     """The newest local image labelled with this bundle digest, if any."""
-    images = client.images.list(filters={"label": f"{LABEL_DIGEST}={bundle_digest}"})
+    images = client.images.list(filters={"label": f"{DIGEST_KEY}={bundle_digest}"})
     if not images:
         return None
     return max(images, key=lambda i: (i.attrs.get("Created", ""), i.id))
-
-
-def ensure_appliance_image(bundle_dir: Path, manifest: dict[str, Any] | None = None, *,
-                           image: str | None = None, client: Any = None,
-                           progress: Progress | None = None) -> str:
-    """The ID of the local appliance image for this bundle.
-
-    With `image` (--image), that image; it must not carry a different bundle's digest label.
-    Without, the newest local image labelled dev.bootpack.bundle.digest=<bundle digest>.
-    """
-    if manifest is None:
-        from ..bundle.manifest import read_manifest
-
-        manifest = read_manifest(bundle_dir)
-    client = client or docker_client()
-    digest = str(manifest["digest"])
-    if image is not None:
-        found = _local_image(client, image)
-        label = (found.labels or {}).get(LABEL_DIGEST)
-        if label is not None and label != digest:
-            raise BootpackError(f"--image {image} serves bundle {label}, not {bundle_dir} ({digest}); "
-                                "bake this bundle with `bootpack image`")
-        return str(found.id)
-    found = find_appliance_image(client, digest)
-    if found is not None:
-        return str(found.id)
-    # None baked yet: bake one now, so `bootpack push SPEC REF` is the whole release step.
-    from ..appliance.image import bake_image
-
-    tag = f"bootpack/{manifest['name']}:{manifest['version']}"
-    (progress or Progress(NORMAL)).info(
-        f"no local appliance image for bundle {manifest['name']} {manifest['version']}; "
-        f"baking {tag} (skip with --no-image)")
-    return bake_image(bundle_dir, tag, progress=progress, client=client).id
 
 
 def same_image(remote: Manifest, image_id: str, repo_digests: list[str]) -> bool:

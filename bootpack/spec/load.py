@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import tomllib
@@ -13,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import BootpackError
+from ..files import sha256_bytes
 from .checks import missing_files, run_checks
 from .model import Spec
 
@@ -42,7 +42,7 @@ def spec_digest(spec: Spec) -> str:
     """sha256 of the spec's canonical JSON: comments, key order and formatting do not count."""
     canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True,
                            separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    return sha256_bytes(canonical.encode())
 
 
 def toml_path(loc: tuple[int | str, ...]) -> str:

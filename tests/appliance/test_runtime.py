@@ -155,8 +155,9 @@ def test_bundle_keeps_its_spec(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "out" / "bundle.json").read_text())
     assert "spec.json" in [row["path"] for row in manifest["files"]]
     from bootpack.appliance.serve import load_bundle_spec
+    from bootpack.bundle import Bundle
 
-    assert load_bundle_spec(tmp_path / "out").bundle.name == "x"
+    assert load_bundle_spec(Bundle.open(tmp_path / "out")).bundle.name == "x"
 
 
 def test_dhcp_discover_and_offer_round_trip() -> None:

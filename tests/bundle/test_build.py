@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bootpack.bundle.manifest import verify
+from bootpack.bundle import Bundle
+from bootpack.bundle.verify import verify
 from bootpack.cli import main
 from tests.support.specs import LAB, lab_data, write_spec
 
@@ -43,9 +44,9 @@ def test_build_writes_the_whole_tree(tmp_path: Path) -> None:
     kernel = rows["tftpboot/images/kdev/vmlinuz"]
     assert kernel["size"] == 7
     assert kernel["sha256"] == "sha256:" + hashlib.sha256(b"kernel\n").hexdigest()
-    assert verify(out) == []
+    assert verify(Bundle.open(out)) == []
     (out / "tftpboot/images/kdev/vmlinuz").write_bytes(b"tampered")
-    assert verify(out) == ["changed: tftpboot/images/kdev/vmlinuz"]
+    assert verify(Bundle.open(out)) == ["changed: tftpboot/images/kdev/vmlinuz"]
 
 
 def test_archive_is_deterministic(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from bootpack.bundle import layout
-from bootpack.bundle.manifest import dump, make_manifest, read_manifest
+from bootpack.bundle.manifest import Bundle, make_manifest
 from bootpack.compiler import build_bundle
 from bootpack.spec import load_spec
 from tests.support.netmarker import nfs_root_tree, write_netmarker
@@ -126,11 +126,11 @@ def add_root_tree(bundle: Path, image: str, tree: dict[str, bytes]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         target.chmod(0o755 if rel.startswith("bin/") or rel == "init" else 0o644)
-    old = read_manifest(bundle)
-    manifest = make_manifest(bundle, name=old["name"], version=old["version"],
-                             description=old["description"], spec_digest=old["spec_digest"],
-                             bootpack_version=old["bootpack_version"])
-    (bundle / layout.MANIFEST).write_text(dump(manifest))
+    old = Bundle.open(bundle).manifest
+    manifest = make_manifest(bundle, name=old.name, version=old.version,
+                             description=old.description, spec_digest=old.spec_digest,
+                             bootpack_version=old.bootpack_version)
+    (bundle / layout.MANIFEST).write_text(manifest.dumps())
 
 
 def make_bundle(work: Path, extra_tree: dict[str, bytes] | None = None) -> Path:
