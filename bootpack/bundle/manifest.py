@@ -12,7 +12,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -125,7 +124,7 @@ def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry
 
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
                   bootpack_version: str,
-                  images: Mapping[str, Mapping[str, Any]] | None = None) -> BundleManifest:
+                  images: Mapping[str, ImageProvenance] | None = None) -> BundleManifest:
     files = tuple(list_files(root))
     return BundleManifest.model_validate({
         "format": FORMAT, "name": name, "version": version, "description": description,

@@ -24,7 +24,9 @@ from typing import Any
 
 import docker
 
+from ..bundle.manifest import ImageProvenance
 from ..errors import BootpackError
+from ..files import PREFIX
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
 from ..spec.model import Spec
@@ -113,10 +115,10 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
     (out / "size").write_text(f"{tree_size(tree)}\n")
 
 
-def provenance(built: BuiltImage) -> dict[str, Any]:
+def provenance(built: BuiltImage) -> ImageProvenance:
     """What bundle.json records about a built image: where it came from and its cache keys."""
-    return {"source_image": built.source, "kernel_version": built.kernel_version,
-            "steps": {step: f"sha256:{key}" for step, key in sorted(built.keys.items())}}
+    return ImageProvenance(source_image=built.source, kernel_version=built.kernel_version,
+                           steps={step: f"{PREFIX}{key}" for step, key in sorted(built.keys.items())})
 
 
 def _tag(bundle: str, image: str) -> str:

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from bootpack.bundle import Bundle, BundleManifest
-from bootpack.bundle.manifest import FileEntry, LinkEntry, make_manifest
+from bootpack.bundle.manifest import FileEntry, ImageProvenance, LinkEntry, make_manifest
 from bootpack.cli import main
 from bootpack.errors import BootpackError
 from tests.support.specs import LAB, write_spec
@@ -45,7 +45,8 @@ def test_images_and_links_keep_their_place(tmp_path: Path) -> None:
     images = {"deb": {"source_image": "sha256:" + "1" * 64, "kernel_version": "6.1.0",
                       "steps": {"rootfs": "sha256:" + "2" * 64}}}
     manifest = make_manifest(root, name="n", version="1", description="", spec_digest="sha256:x",
-                             bootpack_version="0", images=images)
+                             bootpack_version="0",
+                             images={n: ImageProvenance.model_validate(p) for n, p in images.items()})
     text = manifest.dumps()
     data = json.loads(text)
     assert list(data) == [*KEYS, "images", "files"]
