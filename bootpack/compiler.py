@@ -24,9 +24,10 @@ from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
 from .loaders import find_syslinux_files
 from .progress import NORMAL, Progress
-from .render import Site, render_bundle_configs
+from .render import render_bundle_configs
 from .spec import LoadedSpec
 from .spec.model import Spec
+from .spec.site import Site
 
 
 @dataclass
