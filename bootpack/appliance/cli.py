@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import BootpackError
 from ..progress import Progress
 from ..spec.model import DhcpMode
+from .state import default_runtime_dir
 
 
 def _address(value: str) -> IPv4Interface | IPv4Address:
@@ -108,7 +109,7 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    runtime_default = Path(os.environ.get("BOOTPACK_RUNTIME_DIR", "/run/bootpack"))
+    runtime_default = default_runtime_dir()
 
     p = commands.add_parser(
         "serve", help="serve a bundle: DHCP, TFTP, HTTP and NFS, supervised",

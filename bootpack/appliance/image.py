@@ -9,7 +9,6 @@ from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -23,7 +22,7 @@ import docker.errors
 from ..bundle.archive import source_date_epoch
 from ..bundle.manifest import read_manifest, walk
 from ..errors import BootpackError
-from ..external import docker_client
+from ..external import docker_client, run
 from ..images.baseimage import DEFAULT_TAG, ensure_debian_image
 from ..progress import NORMAL, Progress
 
@@ -71,10 +70,7 @@ def build_wheels(target: Path, progress: Progress) -> None:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(own), str(PROJECT)],
         [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(deps), str(PROJECT)],
     ):
-        progress.detail(" ".join(command))
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BootpackError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+        run(command, progress=progress, what="pip wheel")
     for wheel in deps.glob("bootpack-*.whl"):
         wheel.unlink()
 
