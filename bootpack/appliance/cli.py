@@ -156,7 +156,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     p = commands.add_parser(
         "image", help="bake a bundle into a boot-appliance container image",
-        description="Build the appliance image (containers/appliance/Dockerfile) holding "
+        description="Build the appliance image (bootpack/appliance/Dockerfile) holding "
         "SOURCE (a bundle directory, or a spec that is built first), labelled with OCI "
         "annotations and the bundle digest. Run it with `docker run` (see docs/appliance.md).")
     p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR")
