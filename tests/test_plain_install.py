@@ -7,12 +7,15 @@ imports must come from the installed package, never from the source tree.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
+import docker.errors
 import pytest
 
 from tests.conftest import REPO, docker_available
@@ -69,13 +72,8 @@ def test_the_readme_commands_work_from_a_plain_install(plain_venv: Path, plain_b
 def image_tag() -> Iterator[str]:
     tag = "bootpack-plain-install-test:1"
     yield tag
-    import docker
-
-    with_client = docker.from_env()
-    try:
-        with_client.images.remove(tag, force=True)
-    except docker.errors.ImageNotFound:
-        pass
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker.from_env().images.remove(tag, force=True)
 
 
 @pytest.mark.docker
