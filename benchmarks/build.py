@@ -18,8 +18,9 @@ import tomli_w
 
 from bootpack.compiler import build_bundle
 from bootpack.progress import SILENT
-from bootpack.render import Site, render_bundle_configs
+from bootpack.render import render_bundle_configs
 from bootpack.spec import load_spec
+from bootpack.spec.site import Site
 from tests.support.marker import write_artifacts
 
 

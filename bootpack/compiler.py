@@ -25,9 +25,10 @@ from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
 from .loaders import find_syslinux_files
 from .progress import NORMAL, Progress
-from .render import Site, render_bundle_configs
+from .render import render_bundle_configs
 from .spec import LoadedSpec
 from .spec.model import Spec
+from .spec.site import Site
 
 
 @dataclass
@@ -76,17 +77,17 @@ def _plan_built(plan: Plan, built: BuiltImage) -> None:
         plan.trees[layout.root_tree_path(built.name)] = built.tree
 
 
-def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None,
-                built: Mapping[str, BuiltImage] | None = None) -> Plan:
-    """What goes where. `built`: container-based images already built (build_images); those
-    missing are built here, silently."""
+def plan_bundle(loaded: LoadedSpec, built: Mapping[str, BuiltImage],
+                syslinux_dir: Path | None = None) -> Plan:
+    """What goes where: pure bookkeeping over the spec and the images `build_images` made."""
     spec = loaded.spec
     plan = Plan()
     for name, source in find_syslinux_files(syslinux_dir).items():
         plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
     used = {e.image for e in spec.entries if e.image is not None}
-    if built is None or any(spec.images[n].container and n not in built for n in used):
-        built = build_images(loaded, mtime=source_date_epoch())
+    unbuilt = sorted(n for n in used if spec.images[n].container and n not in built)
+    if unbuilt:
+        raise ValueError(f"images {unbuilt} were not built; run build_images first")
     for name in sorted(used):
         image = spec.images[name]
         if image.container:
@@ -155,7 +156,7 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
     mtime = source_date_epoch()
     built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
-        plan = plan_bundle(loaded, syslinux_dir, built)
+        plan = plan_bundle(loaded, built, syslinux_dir)
     with staged_output(output) as staging:
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
             write_plan(plan, staging)

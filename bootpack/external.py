@@ -41,15 +41,19 @@ def need(program: str, package: str) -> str:
 
 def run(command: Sequence[str | Path], *, progress: Progress = SILENT, what: str | None = None,
         cwd: Path | None = None, env: Mapping[str, str] | None = None,
-        stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
+        stdout: int | None = subprocess.PIPE,
+        timeout: float | None = None) -> subprocess.CompletedProcess[bytes]:
     """Run a command to completion; raise BootpackError with its stderr tail on failure."""
     argv = [str(c) for c in command]
     progress.detail("$ " + shlex.join(argv))
     try:
         result = subprocess.run(argv, cwd=cwd, env=None if env is None else dict(env),
-                                stdout=stdout, stderr=subprocess.PIPE)
+                                stdout=stdout, stderr=subprocess.PIPE, timeout=timeout)
     except FileNotFoundError:
         raise BootpackError(f"{argv[0]} not found; run scripts/install") from None
+    except subprocess.TimeoutExpired:
+        raise BootpackError(f"{what or argv[0]} did not finish within {timeout:g} s: "
+                            f"{shlex.join(argv)}") from None
     if result.returncode != 0:
         raise BootpackError(f"{what or argv[0]} failed (exit status {result.returncode}): "
                             f"{shlex.join(argv)}\n{_tail(result.stderr)}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import BootpackError
 from ..progress import Progress
 from ..spec.model import DhcpMode
+from .state import default_runtime_dir
 
 
 def _address(value: str) -> IPv4Interface | IPv4Address:
@@ -109,7 +110,7 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    runtime_default = Path(os.environ.get("BOOTPACK_RUNTIME_DIR", "/run/bootpack"))
+    runtime_default = default_runtime_dir()
 
     p = commands.add_parser(
         "serve", help="serve a bundle: DHCP, TFTP, HTTP and NFS, supervised",
@@ -156,7 +157,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     p = commands.add_parser(
         "image", help="bake a bundle into a boot-appliance container image",
-        description="Build the appliance image (containers/appliance/Dockerfile) holding "
+        description="Build the appliance image (bootpack/appliance/Dockerfile) holding "
         "SOURCE (a bundle directory, or a spec that is built first), labelled with OCI "
         "annotations and the bundle digest. Run it with `docker run` (see docs/appliance.md).")
     p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR")

@@ -5,28 +5,25 @@
 - HTTP: GET the first kernel (a one-byte range, so the probe stays cheap);
 - NFS: list every export with `nfs-ls` (libnfs, user space).
 
-The addresses and paths come from the state file `bootpack serve` writes, so the probe checks
+The addresses and paths come from the ServeState `bootpack serve` writes, so the probe checks
 exactly what the running appliance serves.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import struct
-import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from ..bundle import layout
 from ..errors import BootpackError
-
-DEFAULT_RUNTIME = "/run/bootpack"
-STATE = "state.json"
+from ..external import run
+from .state import ServeState
 
 
 @dataclass(frozen=True)
@@ -105,57 +102,39 @@ def http_probe(url: str, timeout: float = 5.0) -> str:
 
 def nfs_list(address: str, path: str, version: int = 4, timeout: float = 10.0) -> str:
     url = f"nfs://{address}{path}?version={version}"
-    result = subprocess.run(["nfs-ls", url], capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise OSError(f"nfs-ls {url}: {(result.stderr or result.stdout).strip()[-300:]}")
+    result = run(["nfs-ls", url], what=f"nfs-ls {url}", timeout=timeout)
     return f"{url}: {len(result.stdout.splitlines())} entries"
 
 
-def read_state(runtime: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((runtime / STATE).read_text())
-    except FileNotFoundError:
-        raise BootpackError(f"{runtime / STATE}: not found; is `bootpack serve` running "
-                            "(with this --runtime-dir)?") from None
-    return data
+def check(state: ServeState) -> list[Check]:
+    results = [Check(f"service {name}", d.state == "running",
+                     f"{d.state} pid {d.pid} restarts {d.restarts}")
+               for name, d in sorted(state.daemons.items())]
 
-
-def check(state: dict[str, Any]) -> list[Check]:
-    results: list[Check] = []
-    for name, service in sorted(state.get("services", {}).items()):
-        ok = service.get("state") == "running"
-        results.append(Check(f"service {name}", ok, f"{service.get('state')} pid {service.get('pid')} "
-                             f"restarts {service.get('restarts')}"))
-    address = state["address"]
-
-    def attempt(name: str, fn: Any, *args: Any) -> None:
+    def attempt(name: str, fn: Callable[..., str], *args: str) -> None:
         try:
             results.append(Check(name, True, fn(*args)))
-        except (OSError, subprocess.SubprocessError) as exc:
+        except (OSError, BootpackError) as exc:
             results.append(Check(name, False, str(exc)))
 
     def tftp() -> str:
-        data, options = tftp_read(address, "pxelinux.0")
-        return f"pxelinux.0: {len(data)} bytes, options {options}"
+        data, options = tftp_read(state.address, layout.BOOTFILE)
+        return f"{layout.BOOTFILE}: {len(data)} bytes, options {options}"
 
     attempt("tftp", tftp)
-    if state.get("kernel"):
-        attempt("http", http_probe, f"{state['http_base']}/{state['kernel']}")
-    for export in state.get("exports", []):
-        attempt(f"nfs {export}", nfs_list, address, export)
+    if state.kernel:
+        attempt("http", http_probe, f"{state.http_base}/{state.kernel}")
+    for export in state.exports:
+        attempt(f"nfs {export}", nfs_list, state.address, export)
     return results
 
 
 def run_health(runtime: Path, retries: int = 1, delay: float = 1.0) -> tuple[bool, list[Check]]:
     results: list[Check] = []
     for attempt in range(retries):
-        results = check(read_state(runtime))
+        results = check(ServeState.read(runtime))
         if all(r.ok for r in results):
             return True, results
         if attempt + 1 < retries:
             time.sleep(delay)
     return False, results
-
-
-def default_runtime() -> Path:
-    return Path(os.environ.get("BOOTPACK_RUNTIME_DIR", DEFAULT_RUNTIME))

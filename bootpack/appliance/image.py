@@ -1,6 +1,6 @@
 """`bootpack image`: bake a bundle into an appliance image with the Docker SDK.
 
-The build context is assembled in a temporary folder: the Dockerfile from containers/appliance,
+The build context is assembled in a temporary folder: the Dockerfile shipped in this package,
 bootpack and its dependencies as wheels (built here with pip, so the image build needs no package
 index) and the bundle directory. The image carries OCI annotations as labels: title and version
 from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
@@ -8,27 +8,29 @@ from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import docker.errors
 
+from .. import __version__
 from ..bundle.archive import source_date_epoch
 from ..bundle.manifest import BOOTPACK_VERSION_KEY, DIGEST_KEY, Bundle, BundleManifest
 from ..errors import BootpackError
-from ..external import docker_client
+from ..external import docker_client, run
 from ..files import walk
 from ..images.baseimage import DEFAULT_TAG, ensure_debian_image
 from ..progress import NORMAL, Progress
 
-PROJECT = Path(__file__).resolve().parents[2]
-DOCKERFILE = PROJECT / "containers" / "appliance" / "Dockerfile"
+PACKAGE = Path(__file__).resolve().parents[1]  # the bootpack package, as installed
+DOCKERFILE = Path(__file__).with_name("Dockerfile")  # package data: works from a plain install
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,43 @@ def pack_bundle(bundle: Path, target: Path) -> None:
             tar.add(path, arcname=path.relative_to(bundle).as_posix(), recursive=False)
 
 
+def installed_source(target: Path) -> Path:
+    """A buildable source tree of the running bootpack, from what is installed.
+
+    Works the same from a checkout and from a plain `pip install`: the package folder as
+    imported, a minimal pyproject.toml with this version and the installed distribution's
+    runtime requirements (extras left out)."""
+    shutil.copytree(PACKAGE, target / "bootpack", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    requires = [r for r in (metadata.requires("bootpack") or []) if "extra ==" not in r]
+    deps = ", ".join(json.dumps(r.split(";")[0].strip()) for r in requires)
+    (target / "pyproject.toml").write_text(f"""[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "bootpack"
+version = "{__version__}"
+requires-python = ">=3.11"
+dependencies = [{deps}]
+
+[tool.setuptools.packages.find]
+include = ["bootpack*"]
+
+[tool.setuptools.package-data]
+bootpack = ["py.typed", "appliance/Dockerfile"]
+""")
+    return target
+
+
 def build_wheels(target: Path, progress: Progress) -> None:
     """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps."""
-    if not (PROJECT / "pyproject.toml").is_file():
-        raise BootpackError(f"bootpack image needs bootpack's source tree (no pyproject.toml in "
-                            f"{PROJECT}); run it from a checkout installed with `pip install -e`")
     own, deps = target / "bootpack", target / "deps"
+    source = installed_source(target / "source")
     for command in (
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(own), str(PROJECT)],
-        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(deps), str(PROJECT)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(own), str(source)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(deps), str(source)],
     ):
-        progress.detail(" ".join(command))
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BootpackError(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
+        run(command, progress=progress, what="pip wheel")
     for wheel in deps.glob("bootpack-*.whl"):
         wheel.unlink()
 

@@ -14,11 +14,13 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..bundle import layout
 from ..errors import BootpackError
-from ..render import Site
+from ..render.common import RUNTIME_HEADER
 from ..render.dhcp import render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
 from ..render.pxelinux import render_pxelinux
+from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
+from ..spec.site import Site
 
 RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered pxelinux.cfg + links to the bundle
 
@@ -42,10 +44,12 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
                  interface: IPv4Interface | None = None, mode: DhcpMode | None = None,
                  dhcp_range: tuple[IPv4Address, IPv4Address] | None = None,
                  host_roots: str | None = None) -> RuntimeSite:
-    """The site a bundle is served as on this network.
+    """The site a bundle is served as on this network, checked by the same rules as `build`.
 
     address: --address (IP or IP/PREFIX); interface: the serving interface's own address and
-    prefix. The subnet is the prefix given, else the interface's, else the spec's.
+    prefix. The subnet is the prefix given, else the interface's, else the spec's. The spec's
+    pool moves with the subnet (same offsets); a router or fixed host address that does not fit
+    the new subnet is dropped with a warning.
     """
     base = Site.from_spec(spec)
     warnings: list[str] = []
@@ -69,35 +73,33 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
             raise BootpackError(
                 f"--address {server}: outside the spec's subnet {subnet} and no prefix is known; "
                 "give it with its prefix, e.g. --address 10.1.2.3/24")
+    origin = replace(
+        base.origin,
+        address="--address" if address is not None else "the serving interface's address",
+        subnet="the serving subnet (--address IP/PREFIX)",
+        mode="--dhcp" if mode is not None else base.origin.mode,
+        range="--range" if dhcp_range is not None else f"{base.origin.range} (or --range)",
+    )
     mode = mode or base.mode
-    site = replace(base, address=server, subnet=subnet, mode=mode, root=root, host_roots=host_roots)
+    site = replace(base, address=server, subnet=subnet, mode=mode, root=root, host_roots=host_roots,
+                   origin=origin)
     old = base.subnet
     moved = old is not None and subnet is not None and subnet != old
     if dhcp_range is not None:
         site = replace(site, range=dhcp_range)
+    elif moved and base.range is not None and mode != "server":
+        site = replace(site, range=None)  # only server mode hands out a pool
     elif moved and base.range is not None:
         assert old is not None and subnet is not None
         shifted = (_shift(base.range[0], old, subnet), _shift(base.range[1], old, subnet))
-        if mode == "server" and not all(_usable(a, subnet) for a in shifted):
+        if not all(_usable(a, subnet) for a in shifted):
             raise BootpackError(
                 f"the spec's dhcp.range {base.range[0]}-{base.range[1]} does not fit {subnet} at the "
                 "same offsets; give the pool with --range FIRST-LAST")
-        site = replace(site, range=shifted)
+        site = replace(site, range=shifted, origin=replace(origin, range=(
+            f"the spec's dhcp.range moved to {subnet} (give another with --range)")))
         warnings.append(f"serving {subnet} instead of the spec's {old}: DHCP pool "
                         f"{shifted[0]}-{shifted[1]}")
-    if mode == "server":
-        if site.range is None:
-            raise BootpackError("DHCP server mode needs a pool: set dhcp.range in the spec or give "
-                                "--range FIRST-LAST (or use --dhcp proxy / --dhcp off)")
-        assert subnet is not None
-        for a in site.range:
-            if not _usable(a, subnet):
-                raise BootpackError(f"--range: {a} is not a host address of {subnet}")
-        if site.range[0] <= server <= site.range[1]:
-            raise BootpackError(f"the DHCP pool {site.range[0]}-{site.range[1]} holds the server's "
-                                f"own address {server}; give another pool with --range")
-    if mode in ("server", "proxy") and subnet is None:
-        raise BootpackError(f"DHCP {mode} mode needs the client subnet: give --address IP/PREFIX")
     if site.router is not None and subnet is not None and site.router not in subnet:
         warnings.append(f"router {site.router} is outside {subnet}: not handed out")
         site = replace(site, router=None)
@@ -108,6 +110,10 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
                 warnings.append(f"host {host.name}: fixed address {host.ip} is outside {subnet}; "
                                 "dropped from DHCP (its pxelinux config is still served)")
         site = replace(site, dropped_hosts=dropped)
+    problems = run_checks(spec, site)
+    if problems:
+        raise BootpackError("cannot serve this bundle on this network:\n" +
+                            "\n".join(f"  {p}" for p in problems))
     return RuntimeSite(site=site, warnings=tuple(warnings))
 
 
@@ -146,8 +152,7 @@ def render_nginx(site: Site, paths: Paths) -> str:
     the two roots: nginx normalises the URI and refuses '..' above the root.
     """
     bundle_http = f"{paths.bundle}/{layout.TFTP_DIR}"
-    return f"""# Generated by bootpack serve.
-daemon off;
+    return RUNTIME_HEADER + f"""daemon off;
 worker_processes 1;
 pid {paths.runtime}/nginx.pid;
 error_log stderr notice;
@@ -182,8 +187,7 @@ http {{
 
 def render_ganesha_main(spec: Spec, site: Site, paths: Paths) -> str:
     """ganesha.conf: core parameters (no grace period, no NLM/RQUOTA) and the bundle's exports."""
-    core = f"""# Generated by bootpack serve.
-NFS_CORE_PARAM {{
+    core = RUNTIME_HEADER + f"""NFS_CORE_PARAM {{
     Protocols = 3, 4;
     Bind_addr = {site.address};
     Enable_NLM = false;

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -24,13 +23,14 @@ from types import FrameType
 from ..bundle import layout
 from ..bundle.manifest import Bundle
 from ..errors import BootpackError
+from ..external import run
 from ..files import walk
 from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
-from .health import STATE
 from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .state import RUNTIME_DIR, DaemonState, ServeState
 from .supervisor import Output, Supervisor
 
 SYSLOG_SOCKET = Path("/dev/log")
@@ -44,7 +44,7 @@ class ServeOptions:
     dhcp: DhcpMode | None = None
     dhcp_range: tuple[IPv4Address, IPv4Address] | None = None
     force_dhcp: bool = False
-    runtime: Path = Path("/run/bootpack")
+    runtime: Path = RUNTIME_DIR
     host_roots: Path | None = None
     probe_timeout: float = 2.5
 
@@ -62,11 +62,9 @@ def load_bundle_spec(bundle: Bundle) -> Spec:
 def interface_addresses(interface: str | None = None) -> dict[str, list[IPv4Interface]]:
     """Interface name -> its IPv4 addresses with prefix (from `ip -j -4 addr`)."""
     command = ["ip", "-j", "-4", "addr", "show"] + (["dev", interface] if interface else [])
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise BootpackError(f"{' '.join(command)} failed: {result.stderr.strip()}")
+    result = run(command, what="listing the interfaces")
     found: dict[str, list[IPv4Interface]] = {}
-    for link in json.loads(result.stdout or "[]"):
+    for link in json.loads(result.stdout or b"[]"):
         found[link["ifname"]] = [IPv4Interface(f"{a['local']}/{a['prefixlen']}")
                                  for a in link.get("addr_info", []) if a.get("family") == "inet"]
     return found
@@ -148,7 +146,7 @@ def prepare_host_roots(spec: Spec, bundle: Path, host_roots: Path, names: list[s
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{host.name}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(["cp", "-a", str(source), str(staging)], check=True)
+        run(["cp", "-a", source, staging], what=f"copying {host.name}'s writable root")
         os.rename(staging, target)
 
 
@@ -239,16 +237,19 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     prepare_runtime(paths, runtime)
     prepare_host_roots(spec, bundle, host_roots, [h.name for h in writable_hosts(spec, site)], out)
     used = [e.image for e in spec.entries if e.image is not None]
-    kernel = layout.kernel_path(used[0]) if used else None
-    extra = {"address": str(site.address), "subnet": str(site.subnet), "interface": interface,
-             "mode": site.mode, "http_base": site.http_base, "kernel": kernel,
-             # Health lists the shared exports; a writable host's export answers only that host.
-             "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
-             "bundle": str(bundle),
-             "digest": manifest.digest}
+    served = ServeState(
+        pid=os.getpid(), bundle=str(bundle), digest=manifest.digest, interface=interface,
+        address=str(site.address), subnet=str(site.subnet), mode=site.mode,
+        http_base=site.http_base, kernel=layout.kernel_path(used[0]) if used else None,
+        # Health lists the shared exports; a writable host's export answers only that host.
+        exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable))
+    runtime_dir = Path(paths.runtime)
+
+    def write_state(daemons: dict[str, DaemonState]) -> None:
+        served.model_copy(update={"daemons": daemons}).write(runtime_dir)
+
     syslog = SyslogListener(out) if _syslog_free() else None
-    supervisor = Supervisor(runtime.services, output=out,
-                            state_file=Path(paths.runtime) / STATE, extra_state=extra)
+    supervisor = Supervisor(runtime.services, output=out, on_change=write_state)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         out.line("bootpack", f"{signal.Signals(signum).name}: stopping")

@@ -6,25 +6,25 @@ after a delay that doubles on each quick crash (1 s, 2 s, 4 s ... 30 s) and rese
 stayed up for a while. `stop()` (SIGTERM/SIGINT in `serve`) sends SIGTERM to every daemon and
 SIGKILL to whatever is still alive after the grace period, so everything ends within 10 s.
 
-The supervisor writes its view (per service: running or down, pid, restarts) to a JSON state
-file that `bootpack health` reads.
+After every change the supervisor hands its view (per daemon: running or down, pid, restarts)
+to `on_change`; `serve` writes it into the state file that `bootpack health` reads.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from .runtime import Daemon
+from .state import DaemonState, DaemonStatus
 
 STOP_GRACE = 7.0  # seconds between SIGTERM and SIGKILL; the whole stop stays under 10 s
 STABLE_AFTER = 30.0  # a daemon up this long has its backoff reset
@@ -52,25 +52,24 @@ class _Proc:
     restarts: int = 0
     delay: float = 0.0
     next_start: float = 0.0
-    state: str = "starting"  # starting | running | down | stopped
+    state: DaemonStatus = "starting"
     last_exit: int | None = None
     readers: list[threading.Thread] = field(default_factory=list)
 
 
 class Supervisor:
     def __init__(self, services: tuple[Daemon, ...] | list[Daemon], *,
-                 output: Output | None = None, state_file: Path | None = None,
+                 output: Output | None = None,
+                 on_change: Callable[[dict[str, DaemonState]], None] | None = None,
                  first_delay: float | None = None, max_delay: float = 30.0,
-                 env: dict[str, str] | None = None,
-                 extra_state: dict[str, Any] | None = None) -> None:
+                 env: dict[str, str] | None = None) -> None:
         self.procs = [_Proc(spec=s) for s in services]
         self.out = output or Output()
-        self.state_file = state_file
+        self.on_change = on_change
         env_delay = os.environ.get("BOOTPACK_RESTART_DELAY")
         self.first_delay = first_delay if first_delay is not None else float(env_delay or 1.0)
         self.max_delay = max_delay
         self.env = env
-        self.extra_state = extra_state or {}
         self._stop = threading.Event()
         self.out.width = max([8, *(len(s.name) for s in services)])
 
@@ -113,11 +112,10 @@ class Supervisor:
         self._shutdown()
         return 0
 
-    def state(self) -> dict[str, Any]:
-        return {**self.extra_state, "pid": os.getpid(), "services": {
-            p.spec.name: {"state": p.state, "pid": p.popen.pid if p.popen else None,
-                          "restarts": p.restarts, "last_exit": p.last_exit}
-            for p in self.procs}}
+    def state(self) -> dict[str, DaemonState]:
+        return {p.spec.name: DaemonState(state=p.state, pid=p.popen.pid if p.popen else None,
+                                         restarts=p.restarts, last_exit=p.last_exit)
+                for p in self.procs}
 
     # -- internals ------------------------------------------------------------------------------
     def _wait_for(self, names: tuple[str, ...], timeout: float = 10.0) -> None:
@@ -131,6 +129,7 @@ class Supervisor:
     def _start(self, proc: _Proc) -> None:
         self.out.line("bootpack", f"starting {proc.spec.name}: {' '.join(proc.spec.argv)}")
         try:
+            # Long-running daemons are supervised here; external.run is for programs that finish.
             popen = subprocess.Popen(
                 list(proc.spec.argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, start_new_session=True, env=self.env)
@@ -185,9 +184,5 @@ class Supervisor:
             os.killpg(proc.popen.pid, sig)
 
     def _write_state(self) -> None:
-        state = self.state()
-        if self.state_file is None:
-            return
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.state_file)
+        if self.on_change is not None:
+            self.on_change(self.state())

@@ -7,7 +7,6 @@ mirror, via --mirror), which `docker import` turns into an image such as debian:
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import docker
 import docker.errors
 
 from ..errors import BootpackError
-from ..external import docker_client
+from ..external import docker_client, run
 
 DEFAULT_TAG = "debian:bookworm-slim"
 
@@ -45,9 +44,7 @@ def ensure_debian_image(tag: str = DEFAULT_TAG, suite: str = "bookworm", mirror:
         command = ["mmdebstrap", "--variant=minbase", "--format=tar", suite, str(tarball)]
         if mirror:
             command.append(mirror)
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise BootpackError(f"mmdebstrap failed building {tag}:\n{result.stderr[-2000:]}")
+        run(command, what=f"mmdebstrap (building {tag})")
         repository, _, version = tag.partition(":")
         # Given a file name, the SDK uploads the tarball like `docker import`.
         client.api.import_image(src=str(tarball), repository=repository, tag=version or "latest")

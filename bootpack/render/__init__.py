@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from ..bundle import layout
 from ..spec.model import Spec
+from ..spec.site import Site
 from .dhcp import render_dhcp
 from .nfs import nfs_exports, render_exports, render_ganesha
 from .pxelinux import render_pxelinux
-from .site import Site
 
-__all__ = ["Site", "render_bundle_configs"]
+__all__ = ["render_bundle_configs"]
 
 
 def render_bundle_configs(spec: Spec, site: Site) -> dict[str, str]:

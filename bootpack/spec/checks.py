@@ -2,18 +2,22 @@
 
 The model validates each value on its own; these rules look across sections (does the host's
 entry exist? is its address inside the subnet?). Every message names the culprit by its TOML
-path and says what to change. `run_checks` runs them all so the user sees every problem at once.
+path (or by `serve`'s flag, see `Site.origin`) and says what to change. `run_checks` runs them
+all so the user sees every problem at once; `build` and `serve` run the same set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .model import Spec
+from .site import Site
 
-Check = Callable[[Spec], Iterable[str]]
+# A check sees the spec and the network it is served on: the spec's own for `validate` and
+# `build`, the runtime network for `serve`.
+Check = Callable[[Spec, Site], Iterable[str]]
 
 
 def _duplicates(values: Iterable[tuple[int, str]]) -> Iterable[tuple[int, int, str]]:
@@ -25,102 +29,114 @@ def _duplicates(values: Iterable[tuple[int, str]]) -> Iterable[tuple[int, int, s
             seen[value] = index
 
 
-def unique_entry_names(spec: Spec) -> Iterable[str]:
+def unique_entry_names(spec: Spec, site: Site) -> Iterable[str]:
     for first, again, name in _duplicates(enumerate(e.name for e in spec.entries)):
         yield (f"entries[{again}].name: {name!r} is already used by entries[{first}]; "
                "give each entry its own name")
 
 
-def unique_host_names(spec: Spec) -> Iterable[str]:
+def unique_host_names(spec: Spec, site: Site) -> Iterable[str]:
     for first, again, name in _duplicates(enumerate(h.name for h in spec.hosts)):
         yield (f"hosts[{again}].name: {name!r} is already used by hosts[{first}]; "
                "give each host its own name")
 
 
-def unique_host_macs(spec: Spec) -> Iterable[str]:
+def unique_host_macs(spec: Spec, site: Site) -> Iterable[str]:
     # MACs are normalised to lower case by the model, so this compares case-insensitively.
     for first, again, mac in _duplicates(enumerate(h.mac for h in spec.hosts)):
         yield f"hosts[{again}].mac: {mac!r} is already used by hosts[{first}]; a MAC names one host"
 
 
-def unique_host_ips(spec: Spec) -> Iterable[str]:
+def unique_host_ips(spec: Spec, site: Site) -> Iterable[str]:
     ips = ((i, str(h.ip)) for i, h in enumerate(spec.hosts) if h.ip is not None)
     for first, again, ip in _duplicates(ips):
         yield f"hosts[{again}].ip: {ip!r} is already used by hosts[{first}]; give each host its own"
 
 
-def dhcp_mode_has_what_it_needs(spec: Spec) -> Iterable[str]:
-    dhcp = spec.dhcp
-    if dhcp.mode in ("server", "proxy") and dhcp.subnet is None:
-        yield f"dhcp.subnet: dhcp.mode = {dhcp.mode!r} needs the client subnet, e.g. '10.0.2.0/24'"
-    if dhcp.mode == "server" and dhcp.range is None:
-        yield ("dhcp.range: dhcp.mode = 'server' needs a dynamic pool, e.g. "
-               "['10.0.2.100', '10.0.2.200'] (or set dhcp.mode = 'proxy')")
+def dhcp_mode_has_what_it_needs(spec: Spec, site: Site) -> Iterable[str]:
+    o = site.origin
+    if site.mode in ("server", "proxy") and site.subnet is None:
+        yield f"{o.subnet}: {o.mode} = {site.mode!r} needs the client subnet, e.g. '10.0.2.0/24'"
+    if site.mode == "server" and site.range is None:
+        yield (f"{o.range}: {o.mode} = 'server' needs a dynamic pool, e.g. "
+               f"['10.0.2.100', '10.0.2.200'] (or set {o.mode} = 'proxy')")
 
 
-def range_inside_subnet(spec: Spec) -> Iterable[str]:
-    dhcp = spec.dhcp
-    if dhcp.range is None:
+def _host_address(address: IPv4Address, subnet: IPv4Network) -> bool:
+    return address in subnet and address not in (subnet.network_address, subnet.broadcast_address)
+
+
+def range_inside_subnet(spec: Spec, site: Site) -> Iterable[str]:
+    o = site.origin
+    if site.range is None:
         return
-    first, last = dhcp.range
+    first, last = site.range
     if first > last:
-        yield f"dhcp.range: ['{first}', '{last}'] is reversed; put the lower address first"
-    if dhcp.subnet is not None:
+        yield f"{o.range}: ['{first}', '{last}'] is reversed; put the lower address first"
+    if site.subnet is not None:
         for address in (first, last):
-            if address not in dhcp.subnet:
-                yield (f"dhcp.range: '{address}' is outside dhcp.subnet '{dhcp.subnet}'; "
+            if address not in site.subnet:
+                yield (f"{o.range}: '{address}' is outside {o.subnet} '{site.subnet}'; "
                        "move the range into the subnet")
-            elif address in (dhcp.subnet.network_address, dhcp.subnet.broadcast_address):
-                yield (f"dhcp.range: '{address}' is the network or broadcast address of "
-                       f"'{dhcp.subnet}'; use host addresses only")
+            elif not _host_address(address, site.subnet):
+                yield (f"{o.range}: '{address}' is the network or broadcast address of "
+                       f"'{site.subnet}'; use host addresses only")
 
 
-def server_inside_subnet(spec: Spec) -> Iterable[str]:
-    dhcp = spec.dhcp
-    if dhcp.mode == "server" and dhcp.subnet is not None and spec.server.address not in dhcp.subnet:
-        yield (f"server.address: '{spec.server.address}' is outside dhcp.subnet '{dhcp.subnet}'; "
+def server_inside_subnet(spec: Spec, site: Site) -> Iterable[str]:
+    o = site.origin
+    if site.mode == "server" and site.subnet is not None and site.address not in site.subnet:
+        yield (f"{o.address}: '{site.address}' is outside {o.subnet} '{site.subnet}'; "
                "clients could not reach it. Use an address in the subnet")
 
 
-def router_inside_subnet(spec: Spec) -> Iterable[str]:
-    dhcp = spec.dhcp
-    if dhcp.router is not None and dhcp.subnet is not None and dhcp.router not in dhcp.subnet:
-        yield f"dhcp.router: '{dhcp.router}' is outside dhcp.subnet '{dhcp.subnet}'"
+def server_outside_pool(spec: Spec, site: Site) -> Iterable[str]:
+    if site.mode == "server" and _in_range(site, site.address):
+        assert site.range is not None
+        yield (f"{site.origin.address}: '{site.address}' is the server's own address but lies in "
+               f"the DHCP pool {site.range[0]}-{site.range[1]}, which could lease it to a client; "
+               f"move it out of {site.origin.range}")
 
 
-def _in_range(spec: Spec, address: IPv4Address) -> bool:
-    return spec.dhcp.range is not None and spec.dhcp.range[0] <= address <= spec.dhcp.range[1]
+def router_inside_subnet(spec: Spec, site: Site) -> Iterable[str]:
+    o = site.origin
+    if site.router is not None and site.subnet is not None and site.router not in site.subnet:
+        yield f"{o.router}: '{site.router}' is outside {o.subnet} '{site.subnet}'"
 
 
-def host_ips_fit_the_network(spec: Spec) -> Iterable[str]:
-    subnet = spec.dhcp.subnet
+def _in_range(site: Site, address: IPv4Address) -> bool:
+    return site.range is not None and site.range[0] <= address <= site.range[1]
+
+
+def host_ips_fit_the_network(spec: Spec, site: Site) -> Iterable[str]:
+    o, subnet = site.origin, site.subnet
     for i, host in enumerate(spec.hosts):
-        if host.ip is None:
+        if host.ip is None or host.name in site.dropped_hosts:
             continue
         if subnet is not None and host.ip not in subnet:
-            yield (f"hosts[{i}].ip: '{host.ip}' is outside dhcp.subnet '{subnet}'; "
+            yield (f"hosts[{i}].ip: '{host.ip}' is outside {o.subnet} '{subnet}'; "
                    "use an address in the subnet")
-        elif _in_range(spec, host.ip):
-            yield (f"hosts[{i}].ip: '{host.ip}' is inside dhcp.range; DHCP could lease it to "
+        elif _in_range(site, host.ip):
+            yield (f"hosts[{i}].ip: '{host.ip}' is inside {o.range}; DHCP could lease it to "
                    "another machine. Pick a fixed address outside the range")
-        if host.ip == spec.server.address:
+        if host.ip == site.address:
             yield f"hosts[{i}].ip: '{host.ip}' is the server's own address"
 
 
-def menu_default_exists(spec: Spec) -> Iterable[str]:
+def menu_default_exists(spec: Spec, site: Site) -> Iterable[str]:
     names = [e.name for e in spec.entries]
     if spec.menu.default is not None and spec.menu.default not in names:
         yield f"menu.default: {spec.menu.default!r} is not an entry; use one of {names}"
 
 
-def host_entries_exist(spec: Spec) -> Iterable[str]:
+def host_entries_exist(spec: Spec, site: Site) -> Iterable[str]:
     names = [e.name for e in spec.entries]
     for i, host in enumerate(spec.hosts):
         if host.entry is not None and host.entry not in names:
             yield f"hosts[{i}].entry: {host.entry!r} is not an entry; use one of {names}"
 
 
-def entry_images_exist(spec: Spec) -> Iterable[str]:
+def entry_images_exist(spec: Spec, site: Site) -> Iterable[str]:
     names = sorted(spec.images)
     for i, entry in enumerate(spec.entries):
         if entry.root == "local":
@@ -133,7 +149,7 @@ def entry_images_exist(spec: Spec) -> Iterable[str]:
                    f"or add an [images.{entry.image}] section")
 
 
-def images_have_one_source(spec: Spec) -> Iterable[str]:
+def images_have_one_source(spec: Spec, site: Site) -> Iterable[str]:
     for name, image in spec.images.items():
         where = f"images.{name}"
         sources = [key for key, value in (("kernel", image.kernel), ("from", image.from_),
@@ -156,7 +172,7 @@ def images_have_one_source(spec: Spec) -> Iterable[str]:
                            "it or build the image from a container image")
 
 
-def root_modes_have_what_they_need(spec: Spec) -> Iterable[str]:
+def root_modes_have_what_they_need(spec: Spec, site: Site) -> Iterable[str]:
     for i, entry in enumerate(spec.entries):
         image = spec.images.get(entry.image or "")
         if image is None:
@@ -181,7 +197,7 @@ def root_modes_have_what_they_need(spec: Spec) -> Iterable[str]:
             yield f"{where}.nfs_path: only used with root = 'nfs'; remove it or set root = 'nfs'"
 
 
-def writable_roots_are_nfs_hosts(spec: Spec) -> Iterable[str]:
+def writable_roots_are_nfs_hosts(spec: Spec, site: Site) -> Iterable[str]:
     roots = {e.name: e.root for e in spec.entries}
     for i, host in enumerate(spec.hosts):
         if not host.writable_root:
@@ -203,6 +219,7 @@ CHECKS: tuple[Check, ...] = (
     dhcp_mode_has_what_it_needs,
     range_inside_subnet,
     server_inside_subnet,
+    server_outside_pool,
     router_inside_subnet,
     host_ips_fit_the_network,
     menu_default_exists,
@@ -214,9 +231,11 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def run_checks(spec: Spec) -> list[str]:
-    """Every cross-field problem in the spec, in a stable order."""
-    return [message for check in CHECKS for message in check(spec)]
+def run_checks(spec: Spec, site: Site | None = None) -> list[str]:
+    """Every cross-field problem of the spec served on `site` (default: the spec's own network),
+    in a stable order."""
+    site = site or Site.from_spec(spec)
+    return [message for check in CHECKS for message in check(spec, site)]
 
 
 def missing_files(spec: Spec, base: Path) -> list[str]:

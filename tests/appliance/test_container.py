@@ -224,7 +224,7 @@ def _state(container: Container) -> dict[str, object]:
 
 
 def test_health_fails_when_a_daemon_dies_and_recovers_after_restart(appliance: Container) -> None:
-    services = _state(appliance)["services"]
+    services = _state(appliance)["daemons"]
     assert isinstance(services, dict)
     pid = services["tftpd"]["pid"]
     killed = time.monotonic()
@@ -235,7 +235,7 @@ def test_health_fails_when_a_daemon_dies_and_recovers_after_restart(appliance: C
     assert "FAIL service tftpd" in out.decode()
     wait_healthy(appliance, timeout=60)
     seconds = time.monotonic() - killed
-    services = _state(appliance)["services"]
+    services = _state(appliance)["daemons"]
     assert isinstance(services, dict)
     assert services["tftpd"]["restarts"] == 1 and services["tftpd"]["pid"] != pid
     print(f"\nhealthy again {seconds:.1f} s after the kill")

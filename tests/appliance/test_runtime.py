@@ -16,6 +16,7 @@ import pytest
 
 from bootpack.appliance import dhcp_probe
 from bootpack.appliance.runtime import Daemon, Paths, render_runtime, runtime_site
+from bootpack.appliance.state import DaemonState, ServeState
 from bootpack.appliance.supervisor import Output, Supervisor
 from bootpack.cli import main
 from bootpack.errors import BootpackError
@@ -183,14 +184,15 @@ def test_supervisor_restarts_with_backoff_and_stops(tmp_path: Path) -> None:
     stubborn = Daemon("stubborn", (sys.executable, "-c",
                                         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
                                         "print('up', flush=True); time.sleep(60)"))
-    sup = Supervisor([crash, stubborn], output=Output(out), state_file=tmp_path / "state.json",
+    seen: list[dict[str, DaemonState]] = []
+    sup = Supervisor([crash, stubborn], output=Output(out), on_change=seen.append,
                      first_delay=0.2, max_delay=0.8)
     thread = threading.Thread(target=sup.run, kwargs={"poll": 0.05})
     thread.start()
     time.sleep(2.0)
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert state["services"]["stubborn"]["state"] == "running"
-    assert state["services"]["crash"]["restarts"] >= 2
+    state = seen[-1]
+    assert state["stubborn"].state == "running"
+    assert state["crash"].restarts >= 2
     start = time.monotonic()
     sup.stop()
     thread.join(15)
@@ -198,7 +200,7 @@ def test_supervisor_restarts_with_backoff_and_stops(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "crash   | bye" in text and "stubborn| up" in text
     assert "crash exited with status 3" in text and "ignored SIGTERM; killing it" in text
-    assert json.loads((tmp_path / "state.json").read_text())["services"]["stubborn"]["state"] == "stopped"
+    assert seen[-1]["stubborn"].state == "stopped"
     assert signal.SIGTERM  # the supervisor sent it; the stubborn one was killed after the grace
 
 
@@ -206,18 +208,35 @@ def test_supervisor_restarts_dependents_after_their_dependency(tmp_path: Path) -
     out = io.StringIO()
     base = Daemon("base", (sys.executable, "-c", "import time; time.sleep(0.3)"))
     user = Daemon("user", (sys.executable, "-c", "import time; time.sleep(60)"), after=("base",))
-    sup = Supervisor([base, user], output=Output(out), state_file=tmp_path / "state.json",
+    seen: list[dict[str, DaemonState]] = []
+    sup = Supervisor([base, user], output=Output(out), on_change=seen.append,
                      first_delay=0.1, max_delay=0.2)
     thread = threading.Thread(target=sup.run, kwargs={"poll": 0.05})
     thread.start()
     time.sleep(1.5)
     sup.stop()
     thread.join(15)
-    state = json.loads((tmp_path / "state.json").read_text())
-    assert state["services"]["user"]["restarts"] >= 1
+    assert seen[-1]["user"].restarts >= 1
     assert "restarting user after base" in out.getvalue()
 
 
 def test_health_without_serve_is_unhealthy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", "--runtime-dir", str(tmp_path)]) == 1  # Docker reserves exit status 2
     assert "unhealthy" in capsys.readouterr().out
+
+
+def test_serve_state_round_trips(tmp_path: Path) -> None:
+    state = ServeState(pid=1, bundle="/b", digest="sha256:" + "0" * 64, interface="eth1",
+                       address="127.0.0.1", subnet="127.0.0.0/8", mode="proxy",
+                       http_base="http://127.0.0.1:9", kernel=None, exports=(),
+                       daemons={"tftpd": DaemonState(state="down", pid=None, restarts=2,
+                                                     last_exit=1)})
+    state.write(tmp_path)
+    assert ServeState.read(tmp_path) == state
+    assert json.loads((tmp_path / "state.json").read_text())["daemons"]["tftpd"]["restarts"] == 2
+
+
+def test_unreadable_serve_state_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text('{"pid": "x"}')
+    with pytest.raises(BootpackError, match="unreadable"):
+        ServeState.read(tmp_path)

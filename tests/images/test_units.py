@@ -16,9 +16,9 @@ from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
 from bootpack.images.cache import Cache
 from bootpack.images.netboot import netboot_script
-from bootpack.render import Site
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
+from bootpack.spec.site import Site
 
 
 def spec_data(image: dict[str, Any], *roots: str) -> dict[str, Any]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bootpack.render import Site
 from bootpack.render.dhcp import render_dhcp, render_dnsmasq, render_isc, render_kea
 from bootpack.spec import parse_spec
+from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
 

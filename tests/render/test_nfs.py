@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from bootpack.render import Site
 from bootpack.render.nfs import render_exports, render_ganesha
 from bootpack.spec import parse_spec
+from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
 

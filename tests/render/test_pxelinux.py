@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from bootpack.render import Site, render_bundle_configs
+from bootpack.render import render_bundle_configs
 from bootpack.render.pxelinux import default_config, host_config, kernel_cmdline, render_pxelinux
 from bootpack.spec import parse_spec
+from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
 

@@ -9,6 +9,7 @@ import pytest
 from bootpack.errors import BootpackError
 from bootpack.spec import parse_spec
 from bootpack.spec.checks import CHECKS
+from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
 
@@ -24,7 +25,7 @@ def add_host(data: dict[str, Any], **host: Any) -> None:
 
 def test_the_issue_example_passes_every_check() -> None:
     spec = parse_spec(lab_data())
-    assert [m for check in CHECKS for m in check(spec)] == []
+    assert [m for check in CHECKS for m in check(spec, Site.from_spec(spec))] == []
 
 
 def test_duplicate_host_name() -> None:
@@ -135,3 +136,11 @@ def test_all_problems_are_reported_at_once() -> None:
     data["menu"]["default"] = "nope"
     data["hosts"][0]["ip"] = "10.0.2.150"
     assert "2 problems" in message(data)
+
+
+def test_server_address_inside_the_pool_is_refused_by_validate() -> None:
+    # The same rule `serve` applies (one set of checks): the pool must not hold the server.
+    data = lab_data()
+    data["server"]["address"] = data["dhcp"]["range"][0]
+    assert "server.address: " in message(data)
+    assert "lies in the DHCP pool" in message(data)

@@ -1,5 +1,7 @@
 """The network a bundle is served on: everything that carries the server address goes through here.
 
+The network checks (bootpack.spec.checks) take a Site, so `build` and `serve` run the same rules.
+
 A build renders for the spec's own network (`Site.from_spec`); `bootpack serve` renders the same
 spec for the network it actually runs on, so pxelinux configs, DHCP, exports and URLs follow it.
 """
@@ -10,7 +12,22 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from ..bundle import layout
-from ..spec.model import DhcpMode, Spec
+from .model import DhcpMode, Spec
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the user set each network value, so a check's message names what to change: the
+    spec's TOML paths for `build`, `serve`'s flags where they override the spec."""
+
+    address: str = "server.address"
+    subnet: str = "dhcp.subnet"
+    range: str = "dhcp.range"
+    router: str = "dhcp.router"
+    mode: str = "dhcp.mode"
+
+
+SPEC_ORIGIN = Origin()
 
 
 @dataclass(frozen=True)
@@ -27,6 +44,7 @@ class Site:
     root: str = "/srv/bootpack"  # where the bundle directory is on the server
     dropped_hosts: tuple[str, ...] = field(default=())  # hosts whose fixed IP does not fit here
     host_roots: str | None = None  # writable per-host root trees (default <root>/hosts)
+    origin: Origin = SPEC_ORIGIN
 
     @classmethod
     def from_spec(cls, spec: Spec) -> Site:
