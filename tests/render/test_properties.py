@@ -26,7 +26,7 @@ from bootpack.errors import BootpackError
 from bootpack.render import render_bundle_configs
 from bootpack.render.nfs import nfs_export_list
 from bootpack.spec import parse_spec
-from bootpack.spec.model import Spec
+from bootpack.spec.model import LEASE_TIME_MAX, Spec
 from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
@@ -55,6 +55,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     data = lab_data()
     data["dhcp"]["mode"] = draw(st.sampled_from(["server", "proxy"]))
     data["dhcp"]["domain"] = value("domain", "domain")
+    data["dhcp"]["lease_time"] = draw(st.integers(120, LEASE_TIME_MAX))
     data["menu"]["title"] = value("title", "label")
     data["bundle"]["description"] = value("description", "label")
     data["server"]["root"] = value("root", "path")
