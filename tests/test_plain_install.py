@@ -84,3 +84,6 @@ def test_image_bakes_from_a_plain_install(plain_venv: Path, plain_bundle: Path, 
     result = bootpack(plain_venv, tmp_path, "image", plain_bundle, "--tag", image_tag)
     assert result.returncode == 0, result.stderr[-3000:]
     assert image_tag in result.stdout
+    # The image's entry point (bootpack serve) is installed and runs.
+    out = docker.from_env().containers.run(image_tag, ["--help"], remove=True)
+    assert b"usage: bootpack serve" in out

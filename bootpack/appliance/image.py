@@ -81,6 +81,9 @@ version = "{__version__}"
 requires-python = ">=3.11"
 dependencies = [{deps}]
 
+[project.scripts]
+bootpack = "bootpack.cli:main"
+
 [tool.setuptools.packages.find]
 include = ["bootpack*"]
 
