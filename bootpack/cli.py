@@ -222,7 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bootpack: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("bootpack: interrupted; nothing was changed", file=sys.stderr)
+        from .bundle.output import interrupted_note
+
+        note = interrupted_note()
+        print(f"bootpack: interrupted{'; ' + note if note else ''}", file=sys.stderr)
         return 130
 
 

@@ -22,6 +22,18 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def leftovers(folder: Path, name: str = "out") -> list[str]:
+    """Hidden entries next to an output, and in its store anything but the lock, the current
+    pointer and the one current version (what an interrupted or finished build must not leave)."""
+    found = [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != f".{name}.bootpack"]
+    store = folder / f".{name}.bootpack"
+    if store.is_dir():
+        current = os.readlink(store / "current") if (store / "current").is_symlink() else None
+        found += [f"{store.name}/{p.name}" for p in store.iterdir()
+                  if p.name not in ("lock", "current", current)]
+    return found
+
+
 def build(spec: Path, output: Path, *extra: str) -> int:
     return main(["-q", "build", str(spec), "--output", str(output), *extra])
 
@@ -81,7 +93,7 @@ def test_rebuild_replaces_an_earlier_bundle(tmp_path: Path) -> None:
     write_spec(tmp_path / "in", data)
     assert build(spec, tmp_path / "out") == 0
     assert not (tmp_path / "out/tftpboot/pxelinux.cfg/01-52-54-00-aa-bb-cc").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert leftovers(tmp_path) == []
 
 
 def test_failed_build_leaves_existing_output_exactly_as_it_was(
@@ -99,7 +111,7 @@ def test_failed_build_leaves_existing_output_exactly_as_it_was(
     assert build(spec, tmp_path / "out", "--syslinux-dir", str(tmp_path / "nowhere")) == 2
     assert tree_digest(tmp_path / "out") == before
     assert (tmp_path / "out.tar.gz").read_bytes() == archive_before
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert leftovers(tmp_path) == []
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_bundle(
