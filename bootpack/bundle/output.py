@@ -95,7 +95,7 @@ def interrupted_note() -> str | None:
 
 def watch(output: Path) -> None:
     """Note that this process is about to write output (for `interrupted_note`)."""
-    _outputs.setdefault(output.absolute(), False)
+    _outputs[output.absolute()] = False
 
 
 @contextlib.contextmanager
@@ -110,12 +110,27 @@ def _signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+class _Resume(Exception):
+    pass
+
+
+def _resume(signum: int, frame: object) -> None:
+    raise _Resume
+
+
 def _pause(point: str) -> None:
-    """For tests only: with BOOTPACK_TEST_PAUSE=POINT, say so on stderr and wait for a signal,
-    so a test can kill or interrupt a real build at exactly that point."""
-    if os.environ.get(PAUSE_ENV) == point:
-        print(f"bootpack-test: paused at {point}", file=sys.stderr, flush=True)
+    """For tests only: with BOOTPACK_TEST_PAUSE=POINT, say so on stderr and wait, so a test can
+    kill (SIGKILL), interrupt (SIGINT) or resume (SIGUSR1) a real build at exactly that point."""
+    if os.environ.get(PAUSE_ENV) != point:
+        return
+    previous = signal.signal(signal.SIGUSR1, _resume)
+    try:
+        print(f"bootpack-test: paused at {point} (pid {os.getpid()})", file=sys.stderr, flush=True)
         time.sleep(600)
+    except _Resume:
+        pass
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 # --- The seal: skipping re-hashes safely ----------------------------------------------------------

@@ -14,24 +14,13 @@ import pytest
 from bootpack.bundle import Bundle
 from bootpack.bundle.verify import verify
 from bootpack.cli import main
+from tests.support.outputs import leftovers
 from tests.support.specs import LAB, lab_data, write_spec
 
 
 def tree_digest(root: Path) -> dict[str, str]:
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def leftovers(folder: Path, name: str = "out") -> list[str]:
-    """Hidden entries next to an output, and in its store anything but the lock, the current
-    pointer and the one current version (what an interrupted or finished build must not leave)."""
-    found = [p.name for p in folder.iterdir() if p.name.startswith(".") and p.name != f".{name}.bootpack"]
-    store = folder / f".{name}.bootpack"
-    if store.is_dir():
-        current = os.readlink(store / "current") if (store / "current").is_symlink() else None
-        found += [f"{store.name}/{p.name}" for p in store.iterdir()
-                  if p.name not in ("lock", "current", current)]
-    return found
 
 
 def build(spec: Path, output: Path, *extra: str) -> int:
