@@ -314,7 +314,9 @@ def check_inputs(output: Path, inputs: Mapping[str, Path]) -> None:
         for candidate in (spot(path), real(path)):
             for gone in doomed:
                 if candidate == gone or gone in candidate.parents:
-                    raise _refuse(output, f"replacing it would delete {what} ({given}), an input "
+                    where = Path(archive.name if gone in (spot(archive), real(archive))
+                                 else output.name) / candidate.relative_to(gone)
+                    raise _refuse(output, f"replacing it would delete {what} ({where}), an input "
                                   "of this build", "build into a folder that holds none of the "
                                   "inputs, e.g. out/ next to the spec, not the spec's own folder")
         if path.is_dir():
