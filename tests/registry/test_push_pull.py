@@ -20,6 +20,7 @@ import pytest
 
 from bootpack.cli import main
 from tests.support.marker import write_artifacts
+from tests.support.outputs import leftovers
 from tests.support.registry_server import (
     Registry,
     copy_bundle,
@@ -125,10 +126,6 @@ def tree(root: Path) -> dict[str, bytes | str]:
         else:
             found[rel] = path.read_bytes() + oct(stat.S_IMODE(path.stat().st_mode)).encode()
     return found
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def error_of(capsys: pytest.CaptureFixture[str], code: int) -> str:
@@ -404,14 +401,21 @@ def test_ctrl_c_during_pull_leaves_the_target_untouched(bundle: Path, artifacts:
             [sys.executable, "-m", "bootpack", "pull", f"{proxy}/{path}:1.0", "-o",
              str(tmp_path / "deployed"), "--insecure"], stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(tmp_path.glob(".deployed.*.tmp.tar.gz")):
+        store = tmp_path / ".deployed.bootpack"  # the new version's archive (see output.py)
+        old = os.readlink(store / "current")
+
+        def started() -> bool:
+            return any(p.parent.name != old for p in store.glob("v-*/deployed.tar.gz"))
+
+        while time.monotonic() < deadline and not started():
             time.sleep(0.05)
-        assert any(tmp_path.glob(".deployed.*.tmp.tar.gz")), "the download never started"
+        assert started(), "the download never started"
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert "interrupted; nothing was changed" in err and "Traceback" not in err
+    assert "interrupted; " in err and "deployed and deployed.tar.gz were left as they were" in err
+    assert "Traceback" not in err
     assert tree(tmp_path / "deployed") == before
     assert leftovers(tmp_path) == []
 
