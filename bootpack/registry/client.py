@@ -46,6 +46,7 @@ MANIFEST_LIMIT = 4 << 20  # distribution refuses bigger manifests too
 # Above this size a blob goes up in chunks (PATCH); below, in one PUT. Both stream from the file.
 CHUNKED_ABOVE = 64 << 20
 CHUNK_SIZE = 16 << 20
+TAG_PAGE_SIZE = 1000  # tags asked for per page (`?n=`); the registry may send fewer
 _MAX_TAG_PAGES = 10_000
 
 
@@ -317,9 +318,10 @@ class RegistryClient:
     def list_tags(self, ref: Reference) -> list[str]:
         """Every tag of ref's repository, following `Link: <...>; rel="next"` pages."""
         url = self._repo_url(ref, "tags/list")
+        params: dict[str, str] | None = {"n": str(TAG_PAGE_SIZE)}
         tags: list[str] = []
         for _ in range(_MAX_TAG_PAGES):
-            response = self._request("GET", url, repository=ref.repository)
+            response = self._request("GET", url, repository=ref.repository, params=params)
             if response.status_code == 404 and not tags:
                 return []
             self._check(response, f"listing the tags of {ref.name}", ok=(200,))
@@ -331,7 +333,7 @@ class RegistryClient:
             link = response.links.get("next", {}).get("url")
             if not link:
                 return tags
-            url = urljoin(response.url, link)
+            url, params = urljoin(response.url, link), None  # the link carries its own query
         raise RegistryError(f"{ref.name}: the registry's tag list never ends")
 
     # -- blobs --------------------------------------------------------------------------------
