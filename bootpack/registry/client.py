@@ -176,19 +176,21 @@ class RegistryClient:
             raise self._connection_error(exc, what and f"the {what} at {url.split('?')[0]}") from None
 
     def _connection_error(self, exc: Exception, whom: str = "") -> RegistryError:
-        whom = whom or "the registry"
+        """A failed connection as one line; whom is "" for the registry itself."""
         if isinstance(exc, requests.exceptions.SSLError):
-            hint = ("; if it serves plain HTTP, add --insecure" if not self.insecure else "")
-            return RegistryError(f"{self.registry}: TLS to {whom} failed ({_short(exc)}){hint}"
-                                 if whom != "the registry" else
-                                 f"{self.registry}: TLS failed ({_short(exc)}){hint}")
+            if whom:
+                return RegistryError(f"{self.registry}: TLS to {whom} failed ({_short(exc)})")
+            hint = "" if self.insecure else "; if it serves plain HTTP, add --insecure"
+            return RegistryError(f"{self.registry}: TLS failed ({_short(exc)}){hint}")
         if isinstance(exc, requests.exceptions.Timeout):
-            return RegistryError(f"{self.registry}: {whom} timed out ({_short(exc)})")
+            return RegistryError(f"{self.registry}: {whom or 'the registry'} timed out ({_short(exc)})")
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return RegistryError(f"{self.registry}: cannot reach {whom} over {self.scheme.upper()} "
+            if whom:
+                return RegistryError(f"{self.registry}: cannot reach {whom} ({_short(exc)})")
+            return RegistryError(f"{self.registry}: cannot reach the registry over {self.scheme.upper()} "
                                  f"({_short(exc)}); check the host and port"
                                  + ("" if self.insecure else ", or add --insecure for plain HTTP"))
-        return RegistryError(f"{self.registry}: request to {whom} failed: {_short(exc)}")
+        return RegistryError(f"{self.registry}: request to {whom or 'the registry'} failed: {_short(exc)}")
 
     def _request(self, method: str, url: str, *, repository: str | None = None, push: bool = False,
                  body: Body = None, headers: Mapping[str, str] | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 import requests
 
 import bootpack.registry.client as client_module
+from bootpack.cli import main
 from bootpack.files import sha256_bytes, sha256_file
 from bootpack.registry.auth import Auth, RegistryError, parse_challenge, repository_scope
 from bootpack.registry.client import FileSlice, RegistryClient, _opened, connect
@@ -107,6 +109,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
     blobs: dict[str, bytes] = {}
     uploads: dict[str, bytearray] = {}
     seen: list[str] = []
+    challenge: str | None = None  # answer every request without Authorization with a 401 and this
 
     def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -122,6 +125,8 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.seen.append(f"GET {self.path}")
+        if self.challenge and not self.headers.get("Authorization"):
+            return self._reply(401, headers={"WWW-Authenticate": self.challenge})
         url = urllib.parse.urlparse(self.path)
         query = urllib.parse.parse_qs(url.query)
         if url.path == "/v2/":
@@ -175,7 +180,7 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def scripted() -> Iterator[str]:
-    _Scripted.blobs, _Scripted.uploads, _Scripted.seen = {}, {}, []
+    _Scripted.blobs, _Scripted.uploads, _Scripted.seen, _Scripted.challenge = {}, {}, [], None
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -212,3 +217,18 @@ def test_uploads_follow_relative_locations(scripted: str, tmp_path: Path, chunke
     assert len(_Scripted.blobs) == 1 and not _Scripted.uploads
     with pytest.raises(RegistryError, match=r"uploading blob sha256:0+ to .* HTTP 400 \(DIGEST_INVALID"):
         client.push_blob(ref, path, "sha256:" + "0" * 64, size)
+
+
+def test_an_unreachable_token_service_is_named(scripted: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # nothing listens there once closed
+    _Scripted.challenge = f'Bearer realm="http://127.0.0.1:{dead}/token",service="scripted"'
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    assert main(["inspect", f"{scripted}/site/boot", "--insecure"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the token service at http://127.0.0.1:{dead}/token" in err
+    assert "Connection refused" in err and "Traceback" not in err
