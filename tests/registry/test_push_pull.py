@@ -507,6 +507,27 @@ def test_token_auth(bundle: Path, docker_config: Path, tmp_path: Path,
         assert bootpack("inspect", repo, "--insecure") == 0
 
 
+def test_token_refresh_and_wider_scope(bundle: Path, docker_config: Path, tmp_path: Path) -> None:
+    """A token the registry no longer accepts (expired) is replaced once, silently; a pull token
+    is traded for a push token when the client starts writing."""
+    from bootpack.registry import connect
+    from bootpack.registry.reference import parse_reference
+
+    with token_service(tmp_path / "token", "builder", "s3cret") as tokens, \
+            run_registry(tmp_path / "registry", token=tokens) as server:
+        login(docker_config, server.host, "builder", "s3cret")
+        ref = parse_reference(f"{server.host}/site/refresh:1.0")
+        client = connect(ref.registry, insecure=True)
+        assert client.get_manifest_raw(ref) is None  # a pull token
+        assert client.auth.cached("repository:site/refresh:pull") is not None
+        assert client.auth.cached("repository:site/refresh:pull,push") is None
+        digest = client.push_bytes(ref, b"{}")  # a push token, asked for on the way
+        for scope in list(client.auth._tokens):
+            client.auth._tokens[scope] = "expired"
+        assert client.has_blob(ref, digest)
+        assert client.push_bytes(ref, b"[]").startswith("sha256:")
+
+
 def test_chunked_upload(bundle: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Big archives go up in chunks instead of one in-memory PUT."""
     import bootpack.registry.client as client
