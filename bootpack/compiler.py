@@ -22,7 +22,7 @@ from .bundle.output import archive_path, staged_output
 from .external import run
 from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
-from .loaders import find_syslinux_files
+from .loaders import find_loader_files
 from .progress import NORMAL, Progress
 from .render import Site, render_bundle_configs
 from .spec import LoadedSpec
@@ -65,7 +65,7 @@ def plan_bundle(loaded: LoadedSpec, syslinux_dir: Path | None = None,
     missing are built here, silently."""
     spec = loaded.spec
     plan = Plan()
-    for name, source in find_syslinux_files(syslinux_dir).items():
+    for name, source in find_loader_files(spec.loaders.chains, syslinux_dir).items():
         plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
     used = {e.image for e in spec.entries if e.image is not None}
     if built is None or any(spec.images[n].container and n not in built for n in used):

@@ -45,3 +45,18 @@ def root_tree_path(image: str) -> str:
 def pxelinux_host_file(mac: str) -> str:
     """pxelinux looks up `pxelinux.cfg/01-aa-bb-cc-dd-ee-ff` (ARP type 1, lower-case hex)."""
     return f"{PXE_CONFIG_DIR}/01-{mac.lower().replace(':', '-')}"
+
+
+# x86-64 UEFI chain (loaders.chains "uefi"): the firmware loads shim under the name UEFI uses
+# for removable media, shim loads `grubx64.efi` from the same folder (and `mmx64.efi`, the MOK
+# manager, when a key is to be enrolled), GRUB reads `grub/grub.cfg` and nothing else.
+UEFI_BOOTFILE = "bootx64.efi"
+UEFI_GRUB = "grubx64.efi"
+UEFI_MOK_MANAGER = "mmx64.efi"
+GRUB_DIR = "grub"
+GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
+
+
+def grub_host_file(mac: str) -> str:
+    """A host's GRUB config, named by GRUB's own `$net_default_mac` form (lower case, colons)."""
+    return f"{GRUB_DIR}/hosts/{mac.lower().replace('-', ':')}.cfg"

@@ -214,6 +214,16 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
+def host_chains_are_carried(spec: Spec) -> Iterable[str]:
+    for index, host in enumerate(spec.hosts):
+        if host.chain is not None and host.chain not in spec.loaders.chains:
+            yield (f"hosts[{index}].chain: {host.chain!r} is not in loaders.chains "
+                   f"{spec.loaders.chains!r}; add it there or drop the host's chain")
+
+
+CHECKS = (*CHECKS, host_chains_are_carried)
+
+
 def run_checks(spec: Spec) -> list[str]:
     """Every cross-field problem in the spec, in a stable order."""
     return [message for check in CHECKS for message in check(spec)]
