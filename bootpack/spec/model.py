@@ -256,7 +256,7 @@ class Spec(_Section):
     server: Server
     dhcp: Dhcp = Field(default_factory=Dhcp)  # type: ignore[arg-type]
     menu: Menu = Field(default_factory=Menu)  # type: ignore[arg-type]
-    loaders: Loaders = Field(default_factory=Loaders)  # type: ignore[arg-type]
+    loaders: Loaders = Field(default_factory=Loaders)
     images: dict[SafeName, Image] = Field(default_factory=dict, description="Images by name.")
     entries: list[Entry] = Field(min_length=1, description="Menu entries, in menu order.")
     hosts: list[Host] = Field(default_factory=list, description="Known machines.")
