@@ -13,6 +13,7 @@ built in and may not load one under Secure Boot.
 from __future__ import annotations
 
 from ..bundle import layout
+from ..errors import BootpackError
 from ..spec.model import Host, Spec
 from .menu import BootItem, boot_menu, host_item
 from .site import Site
@@ -25,14 +26,28 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def cmdline_words(item: BootItem) -> list[str]:
+    """The command line as GRUB words, one per kernel parameter.
+
+    GRUB hands each word to the kernel as is, but puts a word with a space in double quotes and
+    escapes quotes and backslashes with a backslash, which the kernel does not undo: such a
+    command line would reach the kernel changed, so it is refused rather than rendered."""
+    words = item.cmdline.split()
+    for word in words:
+        if any(c in word for c in "\"'\\"):
+            raise BootpackError(
+                f"entry {item.name}: command line word {word!r}: GRUB (the uefi chain) would pass "
+                "its quotes or backslashes to the kernel escaped, unlike pxelinux; drop them or "
+                "remove \"uefi\" from loaders.chains")
+    return words
+
+
 def _menuentry(item: BootItem, bootif: str) -> str:
     lines = [f"menuentry {quote(item.label)} --id {quote(item.name)} {{"]
     if item.kernel is None:
         lines.append("  exit")  # back to the firmware, which boots the next boot option (disk)
     else:
-        words = [f"/{item.kernel}"]
-        if item.cmdline:
-            words.append(quote(item.cmdline))
+        words = [f"/{item.kernel}", *(quote(w) for w in cmdline_words(item))]
         if item.bootif:
             words.append(bootif)
         lines.append("  echo " + quote(f"Loading {item.kernel}"))

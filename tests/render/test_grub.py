@@ -49,7 +49,8 @@ def test_menu_default_timeout_and_labels_match_pxelinux() -> None:
     for item in menu.items:
         if item.kernel is not None:
             # the very same command line on both firmwares
-            assert f"linux /{item.kernel} {quote(item.cmdline)}" in text
+            words = " ".join(quote(w) for w in item.cmdline.split())
+            assert f"linux /{item.kernel} {words}" in text
             assert f"APPEND {item.cmdline}\n" in pxe
     assert "menuentry 'Local disk' --id 'disk' {\n  exit\n}" in text
     assert "node=1" not in text
@@ -60,7 +61,7 @@ def test_host_file_boots_its_entry_at_once_with_the_host_cmdline() -> None:
     host = spec.hosts[0]
     text = host_config(spec, site, host)
     assert "set timeout=0\n" in text and "set default='live'\n" in text
-    assert ("  linux /images/kdev/vmlinuz 'console=ttyS0,115200 node=1'\n"
+    assert ("  linux /images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'\n"
             "  initrd /images/kdev/initrd.img\n") in text
     assert "APPEND console=ttyS0,115200 node=1\n" in pxe_host(spec, site, host)
     assert text.count("menuentry") == 1
@@ -73,7 +74,8 @@ def test_nfs_and_live_entries_get_the_booting_nic_like_ipappend() -> None:
     site = Site.from_spec(spec)
     item = host_item(spec, site, spec.hosts[0])
     assert item.bootif
-    assert (f"linux /images/kdev/vmlinuz {quote(item.cmdline)} BOOTIF=01-52-54-00-aa-bb-cc\n"
+    words = " ".join(quote(w) for w in item.cmdline.split())
+    assert (f"linux /images/kdev/vmlinuz {words} BOOTIF=01-52-54-00-aa-bb-cc\n"
             in host_config(spec, site, spec.hosts[0]))
     assert "BOOTIF=01-$net_default_mac\n" in default_config(spec, site)
     assert "root=nfs4:10.0.2.2:/srv/bootpack/roots/kdev:vers=4,tcp" in item.cmdline
@@ -83,10 +85,20 @@ def test_spec_text_cannot_escape_its_quotes() -> None:
     # $ is not expanded inside single quotes; a quote closes and reopens around an escaped one.
     assert quote("a'b $x") == "'a'\\''b $x'"
     data = lab_data()
-    data["entries"][0]["cmdline"] = "x' ; configfile /evil ; echo '$net_default_mac"
+    data["entries"][0]["cmdline"] = "a=$net_default_mac ; configfile /evil ; x={"
     spec = parse_spec(data)
     text = default_config(spec, Site.from_spec(spec))
-    assert "'x'\\'' ; configfile /evil ; echo '\\''$net_default_mac'" in text
+    assert "'a=$net_default_mac' ';' 'configfile' '/evil' ';' 'x={'" in text
+    assert "menuentry 'Other'\\''s kernel'" in default_config(*lab())
+
+
+@pytest.mark.parametrize("word", ["x='", 'foo="a b"', "a\\b"])
+def test_quotes_grub_would_escape_are_refused(word: str) -> None:
+    data = lab_data()
+    data["entries"][0]["cmdline"] = f"console=ttyS0 {word}"
+    spec = parse_spec(data)
+    with pytest.raises(BootpackError, match="GRUB"):
+        render_grub(spec, Site.from_spec(spec))
 
 
 @pytest.mark.parametrize("field", ["cmdline", "label"])
