@@ -36,7 +36,7 @@ class BootMenu:
     items: tuple[BootItem, ...]
 
 
-def _plain(value: str, what: str) -> str:
+def plain_text(value: str, what: str) -> str:
     """Menu text and command lines go into line-based config files: no control characters."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise BootpackError(f"{what}: {value!r} holds a control character (newline, tab, ...); "
@@ -89,11 +89,11 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
 def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
               host: Host | None = None) -> BootItem:
     """An entry as a loader-neutral item; `extra` (a host's cmdline) goes after the entry's."""
-    label = _plain(entry.menu_label, f"entry {entry.name}: label")
+    label = plain_text(entry.menu_label, f"entry {entry.name}: label")
     if entry.root == "local":
         return BootItem(entry.name, label, None, None, "", False)
     assert entry.image is not None  # checked by entry_images_exist
-    cmdline = _plain(kernel_cmdline(spec, site, entry, extra, host), f"entry {entry.name}: cmdline")
+    cmdline = plain_text(kernel_cmdline(spec, site, entry, extra, host), f"entry {entry.name}: cmdline")
     return BootItem(entry.name, label, layout.kernel_path(entry.image), entry_initrd(spec, entry),
                     cmdline, entry.root in ("nfs", "live"))
 
@@ -101,7 +101,7 @@ def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
 def boot_menu(spec: Spec, site: Site) -> BootMenu:
     """The menu every client without a host config sees."""
     items = tuple(boot_item(spec, site, e) for e in spec.entries)
-    return BootMenu(title=_plain(spec.menu.title, "menu.title"), timeout=spec.menu.timeout,
+    return BootMenu(title=plain_text(spec.menu.title, "menu.title"), timeout=spec.menu.timeout,
                     default=spec.default_entry.name, items=items)
 
 
