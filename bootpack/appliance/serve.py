@@ -29,7 +29,7 @@ from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
 from .health import STATE
-from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .runtime import RUNTIME_CONFIG_DIRS, RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
 from .supervisor import Output, Supervisor
 
 SYSLOG_SOCKET = Path("/dev/log")
@@ -113,7 +113,7 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     source = Path(paths.bundle) / layout.TFTP_DIR
     for dirpath, _dirnames, filenames in os.walk(source):
         rel = Path(dirpath).relative_to(source)
-        if rel.parts[:1] == (layout.PXE_CONFIG_DIR,):
+        if rel.parts[:1] and rel.parts[0] in RUNTIME_CONFIG_DIRS:
             continue  # the runtime renders its own
         (tftp / rel).mkdir(parents=True, exist_ok=True)
         for name in filenames:

@@ -121,6 +121,12 @@ def test_runtime_files_and_services() -> None:
     assert "root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp" in host_b and " rw" in host_b
     host_a = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-01"]
     assert "root=nfs4:192.168.50.9:/srv/bootpack/roots/img:vers=4,tcp" in host_a and " ro" in host_a
+    # UEFI clients get the same choices from GRUB, rendered for the same runtime address.
+    grub_b = rt.files["tftpboot/grub/hosts/52:54:00:00:00:02.cfg"]
+    assert "'root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp'" in grub_b
+    assert "configfile '/grub/hosts/52:54:00:00:00:01.cfg'" in rt.files["tftpboot/grub/grub.cfg"]
+    assert 'filename "bootx64.efi";' in rt.files["dhcpd.conf"]
+    assert "location /grub/ {\n            root /run/bootpack/tftpboot;" in nginx
 
 
 def test_proxy_and_off_modes() -> None:
@@ -130,6 +136,7 @@ def test_proxy_and_off_modes() -> None:
     assert rt.services[0].name == "dnsmasq"
     conf = rt.files["dnsmasq.conf"]
     assert "dhcp-range=10.2.0.0,proxy,255.255.255.0" in conf and "interface=eth0" in conf
+    assert "pxe-service=tag:bp-uefi,x86-64_EFI,\"bootpack\",bootx64.efi,10.2.0.3" in conf
     off = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"), mode="none").site
     assert next(s.name for s in render_runtime(spec, off, PATHS, "eth0").services) == "tftpd"
 
