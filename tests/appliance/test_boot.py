@@ -24,6 +24,7 @@ import docker
 import pytest
 
 from tests.support.appliance_env import (
+    KNOWN_MAC,
     LIVE_MAC,
     NFS_MAC,
     SLOT,
@@ -36,7 +37,7 @@ from tests.support.appliance_env import (
 )
 from tests.support.marker import MARKER
 from tests.support.netmarker import LIVE_MARK, NFS_ROOT_MARK
-from tests.support.vm import boot_vm, qemu_available
+from tests.support.vm import Firmware, boot_vm, ovmf_available, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-a{SLOT}"
@@ -85,8 +86,9 @@ def appliance(net: BootNet, tap: str) -> Iterator[str]:
         container.remove(force=True, v=True)
 
 
-def _boot(tmp_path: Path, tap: str, mac: str, until: str, label: str):  # type: ignore[no-untyped-def]
-    boot = boot_vm(tmp_path / "serial.log", mac, until, tap=tap, timeout=240)
+def _boot(tmp_path: Path, tap: str, mac: str, until: str, label: str,  # type: ignore[no-untyped-def]
+          firmware: Firmware = "bios"):
+    boot = boot_vm(tmp_path / "serial.log", mac, until, tap=tap, timeout=240, firmware=firmware)
     print(f"\n{label}: {'marker' if boot.found else 'NO marker'} after {boot.seconds:.1f} s")
     assert boot.found, boot.log[-4000:]
     return boot
@@ -113,3 +115,24 @@ def test_nfs_entry_boots_its_nfs_root(tmp_path: Path, tap: str, appliance: str) 
     assert f"root=nfs4:{appliance}:/srv/bootpack/roots/marker" in boot.log
     assert f"{NFS_ROOT_MARK}: /init running from {appliance}:/srv/bootpack/roots/marker" in boot.log, \
         boot.log[-3000:]
+
+
+def test_uefi_vm_boots_its_entry_through_shim_and_grub(tmp_path: Path, tap: str, appliance: str) -> None:
+    """Next to the BIOS VMs above, on the same network and appliance: OVMF's own PXE sends option
+    93 = 7, dhcpd hands it bootx64.efi (shim), shim loads GRUB over TFTP, GRUB's grub.cfg sends
+    the known MAC to its host file, which boots the host's entry with the host's cmdline."""
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    boot = _boot(tmp_path, tap, KNOWN_MAC, f"{MARKER} done", "UEFI (known host, shim -> GRUB)",
+                 firmware="uefi")
+    cmdline = next(line for line in boot.log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    assert cmdline.split()[2:] == ["BOOT_IMAGE=/images/marker/vmlinuz", "console=ttyS0",
+                                   "bootpack.entry=marker", "bootpack.host=known"], cmdline
+
+
+def test_uefi_vm_unknown_host_boots_the_menu_default(tmp_path: Path, tap: str, appliance: str) -> None:
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    boot = _boot(tmp_path, tap, "52:54:00:a7:01:02", f"{MARKER} done", "UEFI (menu default)",
+                 firmware="uefi")
+    assert "bootpack.entry=marker" in boot.log and "bootpack.host=known" not in boot.log
