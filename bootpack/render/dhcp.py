@@ -147,10 +147,10 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         if "bios" in chains:
             out.append(f'pxe-service=tag:bp-bios,x86PC,"{title}",pxelinux,{site.address}\n')
         if "uefi" in chains:
-            # dnsmasq calls 7 x86-64_EFI and 9 BC_EFI: offer the same file under both.
-            for csa in ("x86-64_EFI", "BC_EFI"):
-                out.append(f'pxe-service=tag:bp-uefi,{csa},"{title}",{layout.UEFI_BOOTFILE},'
-                           f"{site.address}\n")
+            # UEFI firmware shows no PXE menu: the proxy offer itself carries the file and the
+            # server (dnsmasq puts a matching dhcp-boot into it; no pxe-service, so no option 43
+            # menu that would send the client to port 4011 first).
+            out.append(f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n")
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")

@@ -136,7 +136,7 @@ def test_proxy_and_off_modes() -> None:
     assert rt.services[0].name == "dnsmasq"
     conf = rt.files["dnsmasq.conf"]
     assert "dhcp-range=10.2.0.0,proxy,255.255.255.0" in conf and "interface=eth0" in conf
-    assert "pxe-service=tag:bp-uefi,x86-64_EFI,\"bootpack\",bootx64.efi,10.2.0.3" in conf
+    assert "dhcp-boot=tag:bp-uefi,bootx64.efi,,10.2.0.3" in conf
     off = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"), mode="none").site
     assert next(s.name for s in render_runtime(spec, off, PATHS, "eth0").services) == "tftpd"
 

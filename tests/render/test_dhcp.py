@@ -79,7 +79,7 @@ def test_dnsmasq_server_and_proxy_forms() -> None:
     proxy = render_dnsmasq(*lab("proxy"))
     assert "dhcp-range=10.0.2.0,proxy,255.255.255.0" in proxy
     assert 'pxe-service=tag:bp-bios,x86PC,"Lab",pxelinux,10.0.2.2' in proxy
-    assert 'pxe-service=tag:bp-uefi,x86-64_EFI,"Lab",bootx64.efi,10.0.2.2' in proxy
+    assert "dhcp-boot=tag:bp-uefi,bootx64.efi,,10.0.2.2\n" in proxy and "EFI" not in proxy
     assert "dhcp-host" not in proxy  # proxy mode hands out no addresses
 
 
