@@ -130,14 +130,6 @@ def test_uefi_vm_boots_its_entry_through_shim_and_grub(tmp_path: Path, tap: str,
                                    "bootpack.entry=marker", "bootpack.host=known"], cmdline
 
 
-def test_uefi_vm_unknown_host_boots_the_menu_default(tmp_path: Path, tap: str, appliance: str) -> None:
-    if not ovmf_available():
-        pytest.fail("OVMF is needed (scripts/install --test)")
-    boot = _boot(tmp_path, tap, "52:54:00:a7:01:02", f"{MARKER} done", "UEFI (menu default)",
-                 firmware="uefi")
-    assert "bootpack.entry=marker" in boot.log and "bootpack.host=known" not in boot.log
-
-
 PROXY_TAP = f"bptap-a{SLOT}x"
 
 
