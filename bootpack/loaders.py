@@ -30,6 +30,8 @@ UEFI_FILES: dict[str, tuple[Path, str]] = {
     layout.UEFI_MOK_MANAGER: (Path("/usr/lib/shim/mmx64.efi.signed"), "shim-signed"),
     layout.UEFI_GRUB: (Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
                        "grub-efi-amd64-signed"),
+    # the same GRUB build's module (grub-efi-amd64-signed depends on this package)
+    layout.GRUB_HTTP_MODULE: (Path("/usr/lib/grub/x86_64-efi/http.mod"), "grub-efi-amd64-bin"),
 }
 
 
@@ -66,7 +68,8 @@ def find_uefi_files() -> dict[str, Path]:
         if not path.is_file():
             raise BootpackError(
                 f"{path.name} not found at {path} (the UEFI chain's {name}); install Debian's "
-                f"`{package}` package (apt-get install shim-signed grub-efi-amd64-signed), or drop "
+                f"`{package}` package (apt-get install shim-signed grub-efi-amd64-signed "
+                "grub-efi-amd64-bin), or drop "
                 "\"uefi\" from loaders.chains")
         found[name] = path
     return found

@@ -113,10 +113,12 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     source = Path(paths.bundle) / layout.TFTP_DIR
     for dirpath, _dirnames, filenames in os.walk(source):
         rel = Path(dirpath).relative_to(source)
-        if rel.parts[:1] and rel.parts[0] in RUNTIME_CONFIG_DIRS:
+        if rel.parts[:1] == (layout.PXE_CONFIG_DIR,):
             continue  # the runtime renders its own
         (tftp / rel).mkdir(parents=True, exist_ok=True)
         for name in filenames:
+            if rel.parts[:1] and rel.parts[0] in RUNTIME_CONFIG_DIRS and name.endswith(".cfg"):
+                continue  # rendered by the runtime (GRUB's modules are taken as they are)
             if name.endswith(".img") and name.startswith("squashfs"):
                 continue  # served over HTTP only, straight from the bundle
             _link_or_copy(Path(dirpath) / name, tftp / rel / name)

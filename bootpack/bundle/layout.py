@@ -55,6 +55,9 @@ UEFI_GRUB = "grubx64.efi"
 UEFI_MOK_MANAGER = "mmx64.efi"
 GRUB_DIR = "grub"
 GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
+# GRUB loads modules from $prefix/x86_64-efi/; http.mod lets it fetch kernels over HTTP when
+# Secure Boot is off (under Secure Boot GRUB refuses to load modules and falls back to TFTP).
+GRUB_HTTP_MODULE = f"{GRUB_DIR}/x86_64-efi/http.mod"
 
 
 def grub_host_file(mac: str) -> str:

@@ -6,8 +6,9 @@ compares `$net_default_mac` (the booting NIC, lower case with colons) with each 
 hands a match to that host's own file with `configfile`; everyone else falls through to the
 default menu, rendered from the same `BootMenu` as pxelinux's.
 
-Kernel and initrd come over TFTP from the same server: Debian's signed GRUB has no http module
-built in and may not load one under Secure Boot.
+Kernel and initrd come over HTTP when GRUB can load its http module (served next to grub.cfg,
+from the same GRUB build), and over TFTP from the same server when it cannot: Debian's signed
+GRUB has no http module built in, and under Secure Boot it refuses to load one.
 """
 
 from __future__ import annotations
@@ -42,18 +43,33 @@ def cmdline_words(item: BootItem) -> list[str]:
     return words
 
 
+FILES = "bootpack_files"  # GRUB variable: where kernels and initrds come from
+
+
+def _files_source(site: Site) -> str:
+    """HTTP if GRUB may load http.mod (Secure Boot off), else TFTP from the boot server."""
+    port = "" if site.http_port == 80 else f":{site.http_port}"
+    # Under Secure Boot GRUB sets lockdown=y and refuses modules (insmod still counts as done).
+    return (f'set {FILES}=\nif [ "$lockdown" != "y" ]; then '
+            f"if insmod http; then set {FILES}=(http,{site.address}{port}); fi; fi\n")
+
+
 def _menuentry(item: BootItem, bootif: str) -> str:
     lines = [f"menuentry {quote(item.label)} --id {quote(item.name)} {{"]
     if item.kernel is None:
         lines.append("  exit")  # back to the firmware, which boots the next boot option (disk)
     else:
-        words = [f"/{item.kernel}", *(quote(w) for w in cmdline_words(item))]
-        if item.bootif:
-            words.append(bootif)
+        args = [quote(w) for w in cmdline_words(item)] + ([bootif] if item.bootif else [])
+
+        def load(source: str) -> str:
+            loads = [f"linux {source}/{item.kernel} {' '.join(args)}".rstrip()]
+            if item.initrd is not None:
+                loads.append(f"initrd {source}/{item.initrd}")
+            return "; ".join(loads)
+
         lines.append("  echo " + quote(f"Loading {item.kernel}"))
-        lines.append("  linux " + " ".join(words))
-        if item.initrd is not None:
-            lines.append(f"  initrd /{item.initrd}")
+        # HTTP when GRUB could load http.mod; if the HTTP server does not answer, TFTP.
+        lines.append(f"  if {load('$' + FILES)}; then true; else {load('')}; fi")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -61,7 +77,7 @@ def _menuentry(item: BootItem, bootif: str) -> str:
 def default_config(spec: Spec, site: Site) -> str:
     """grub/grub.cfg: per-host dispatch by MAC, then the menu."""
     menu = boot_menu(spec, site)
-    out = [HEADER]
+    out = [HEADER, _files_source(site)]
     for host in spec.hosts:
         out.append(f'if [ "$net_default_mac" = {quote(host.mac)} ]; then '
                    f"configfile {quote('/' + layout.grub_host_file(host.mac))}; fi\n")
@@ -76,8 +92,8 @@ def host_config(spec: Spec, site: Site, host: Host) -> str:
     """A known host boots its entry at once, with the host's cmdline after the entry's."""
     item = host_item(spec, site, host)
     bootif = "BOOTIF=01-" + host.mac.replace(":", "-")
-    return (f"{HEADER}# host {host.name} ({host.mac})\nset timeout=0\nset timeout_style=hidden\n"
-            f"set default={quote(item.name)}\n\n{_menuentry(item, bootif)}")
+    return (f"{HEADER}# host {host.name} ({host.mac})\n{_files_source(site)}set timeout=0\n"
+            f"set timeout_style=hidden\nset default={quote(item.name)}\n\n{_menuentry(item, bootif)}")
 
 
 def render_grub(spec: Spec, site: Site) -> dict[str, str]:

@@ -15,8 +15,10 @@ def test_uefi_files_are_debians_signed_shim_and_network_grub() -> None:
     assert found["bootx64.efi"] == Path("/usr/lib/shim/shimx64.efi.signed")
     assert found["grubx64.efi"] == Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
     assert found["mmx64.efi"] == Path("/usr/lib/shim/mmx64.efi.signed")
-    for path in found.values():
-        assert path.read_bytes()[:2] == b"MZ"  # PE images
+    assert found["grub/x86_64-efi/http.mod"] == Path("/usr/lib/grub/x86_64-efi/http.mod")
+    for name, path in found.items():
+        magic = b"\x7fE" if name.endswith(".mod") else b"MZ"  # an ELF module, PE images
+        assert path.read_bytes()[:2] == magic
 
 
 def test_missing_uefi_file_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -50,7 +50,7 @@ def test_menu_default_timeout_and_labels_match_pxelinux() -> None:
         if item.kernel is not None:
             # the very same command line on both firmwares
             words = " ".join(quote(w) for w in item.cmdline.split())
-            assert f"linux /{item.kernel} {words}" in text
+            assert f"linux $bootpack_files/{item.kernel} {words}" in text
             assert f"APPEND {item.cmdline}\n" in pxe
     assert "menuentry 'Local disk' --id 'disk' {\n  exit\n}" in text
     assert "node=1" not in text
@@ -61,8 +61,10 @@ def test_host_file_boots_its_entry_at_once_with_the_host_cmdline() -> None:
     host = spec.hosts[0]
     text = host_config(spec, site, host)
     assert "set timeout=0\n" in text and "set default='live'\n" in text
-    assert ("  linux /images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'\n"
-            "  initrd /images/kdev/initrd.img\n") in text
+    assert ("  if linux $bootpack_files/images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'; "
+            "initrd $bootpack_files/images/kdev/initrd.img; then true; "
+            "else linux /images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'; "
+            "initrd /images/kdev/initrd.img; fi\n") in text
     assert "APPEND console=ttyS0,115200 node=1\n" in pxe_host(spec, site, host)
     assert text.count("menuentry") == 1
 
@@ -75,9 +77,9 @@ def test_nfs_and_live_entries_get_the_booting_nic_like_ipappend() -> None:
     item = host_item(spec, site, spec.hosts[0])
     assert item.bootif
     words = " ".join(quote(w) for w in item.cmdline.split())
-    assert (f"linux /images/kdev/vmlinuz {words} BOOTIF=01-52-54-00-aa-bb-cc\n"
+    assert (f"linux $bootpack_files/images/kdev/vmlinuz {words} BOOTIF=01-52-54-00-aa-bb-cc;"
             in host_config(spec, site, spec.hosts[0]))
-    assert "BOOTIF=01-$net_default_mac\n" in default_config(spec, site)
+    assert "BOOTIF=01-$net_default_mac;" in default_config(spec, site)
     assert "root=nfs4:10.0.2.2:/srv/bootpack/roots/kdev:vers=4,tcp" in item.cmdline
 
 
@@ -119,3 +121,16 @@ def test_chains_decide_which_loader_configs_a_bundle_has() -> None:
     assert "tftpboot/grub/grub.cfg" in files and "tftpboot/pxelinux.cfg/default" not in files
     spec, site = lab(loaders={"chains": ["bios"]})
     assert "tftpboot/grub/grub.cfg" not in render_bundle_configs(spec, site)
+
+
+def test_kernels_over_http_when_grub_may_load_http_mod_else_tftp() -> None:
+    data = lab_data()
+    data["server"]["http_port"] = 8080
+    spec = parse_spec(data)
+    site = Site.from_spec(spec)
+    line = ('set bootpack_files=\nif [ "$lockdown" != "y" ]; then '
+            "if insmod http; then set bootpack_files=(http,10.0.2.2:8080); fi; fi\n")
+    assert line in default_config(spec, site) and line in host_config(spec, site, spec.hosts[0])
+    # before the host dispatch, so a host file's entries see it too
+    text = default_config(spec, site)
+    assert text.index("insmod http") < text.index("configfile")
