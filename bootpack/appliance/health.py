@@ -135,8 +135,9 @@ def check(state: dict[str, Any]) -> list[Check]:
             results.append(Check(name, False, str(exc)))
 
     def tftp() -> str:
-        data, options = tftp_read(address, "pxelinux.0")
-        return f"pxelinux.0: {len(data)} bytes, options {options}"
+        loader = state.get("loader") or "pxelinux.0"  # the first file a client fetches
+        data, options = tftp_read(address, loader)
+        return f"{loader}: {len(data)} bytes, options {options}"
 
     attempt("tftp", tftp)
     if state.get("kernel"):

@@ -113,6 +113,11 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
     return RuntimeSite(site=site, warnings=tuple(warnings))
 
 
+def first_loader(spec: Spec) -> str:
+    """The first file clients fetch over TFTP (the health check reads it)."""
+    return layout.BOOTFILE if "bios" in spec.loaders.chains else layout.UEFI_BOOTFILE
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where things are at run time."""

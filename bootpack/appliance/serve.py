@@ -29,7 +29,15 @@ from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
 from .health import STATE
-from .runtime import RUNTIME_CONFIG_DIRS, RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .runtime import (
+    RUNTIME_CONFIG_DIRS,
+    RUNTIME_TFTP,
+    Paths,
+    Runtime,
+    first_loader,
+    render_runtime,
+    runtime_site,
+)
 from .supervisor import Output, Supervisor
 
 SYSLOG_SOCKET = Path("/dev/log")
@@ -243,6 +251,7 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     kernel = layout.kernel_path(used[0]) if used else None
     extra = {"address": str(site.address), "subnet": str(site.subnet), "interface": interface,
              "mode": site.mode, "http_base": site.http_base, "kernel": kernel,
+             "loader": first_loader(spec),
              # Health lists the shared exports; a writable host's export answers only that host.
              "exports": [e.path for e in nfs_export_list(spec, site) if not e.writable],
              "bundle": str(bundle),

@@ -227,3 +227,14 @@ def test_supervisor_restarts_dependents_after_their_dependency(tmp_path: Path) -
 def test_health_without_serve_is_unhealthy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["health", "--runtime-dir", str(tmp_path)]) == 1  # Docker reserves exit status 2
     assert "unhealthy" in capsys.readouterr().out
+
+
+def test_health_reads_the_first_loader_of_the_bundles_chains() -> None:
+    from bootpack.appliance.runtime import first_loader
+    from bootpack.spec import parse_spec
+    from tests.support.specs import lab_data
+
+    data = lab_data()
+    assert first_loader(parse_spec(data)) == "pxelinux.0"
+    data["loaders"] = {"chains": ["uefi"]}
+    assert first_loader(parse_spec(data)) == "bootx64.efi"
