@@ -19,9 +19,12 @@ Handler = Callable[[argparse.Namespace, Progress], int]
 
 def _validate(args: argparse.Namespace, progress: Progress) -> int:
     from .spec import load_spec
+    from .spec.secureboot import secure_boot_warnings
 
     loaded = load_spec(args.spec)
     spec = loaded.spec
+    for warning in secure_boot_warnings(spec, loaded.base):
+        print(f"{args.spec}: warning: {warning}", file=sys.stderr)
     print(f"{args.spec}: ok: bundle {spec.bundle.name} {spec.bundle.version}, "
           f"{len(spec.images)} image(s), {len(spec.entries)} entr{'y' if len(spec.entries) == 1 else 'ies'}, "
           f"{len(spec.hosts)} host(s), dhcp {spec.dhcp.mode}")
@@ -31,8 +34,11 @@ def _validate(args: argparse.Namespace, progress: Progress) -> int:
 def _build(args: argparse.Namespace, progress: Progress) -> int:
     from .compiler import build_bundle
     from .spec import load_spec
+    from .spec.secureboot import secure_boot_warnings
 
     loaded = load_spec(args.spec)
+    for warning in secure_boot_warnings(loaded.spec, loaded.base):
+        print(f"{args.spec}: warning: {warning}", file=sys.stderr)
     result = build_bundle(loaded, args.output, syslinux_dir=args.syslinux_dir, progress=progress)
     print(f"{result.output}: {result.files} files, {result.size / 1e6:.1f} MB, {result.digest}")
     print(f"{result.archive}")

@@ -26,7 +26,7 @@ from .external import run
 from .files import walk
 from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
-from .loaders import find_syslinux_files
+from .loaders import find_loader_files
 from .progress import NORMAL, Progress
 from .render import render_bundle_configs
 from .spec import LoadedSpec
@@ -85,7 +85,7 @@ def plan_bundle(loaded: LoadedSpec, built: Mapping[str, BuiltImage],
     """What goes where: pure bookkeeping over the spec and the images `build_images` made."""
     spec = loaded.spec
     plan = Plan()
-    for name, source in find_syslinux_files(syslinux_dir).items():
+    for name, source in find_loader_files(spec.loaders.chains, syslinux_dir).items():
         plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
     used = {e.image for e in spec.entries if e.image is not None}
     unbuilt = sorted(n for n in used if spec.images[n].container and n not in built)
@@ -170,7 +170,7 @@ def build_inputs(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> dict[s
             if value is not None:
                 found[f"images.{name}.{key}"] = loaded.base / value
     with contextlib.suppress(BootpackError):
-        for name, path in find_syslinux_files(syslinux_dir).items():
+        for name, path in find_loader_files(loaded.spec.loaders.chains, syslinux_dir).items():
             found[name] = path
     return found
 

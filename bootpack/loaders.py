@@ -1,12 +1,20 @@
-"""Finding the syslinux BIOS boot files (Debian's `pxelinux` and `syslinux-common`)."""
+"""Finding the boot loaders a bundle carries, in the Debian packages that ship them.
+
+BIOS: syslinux (`pxelinux`, `syslinux-common`). x86-64 UEFI: Debian's signed shim
+(`shim-signed`) and signed network GRUB (`grub-efi-amd64-signed`), the chain that boots with
+Secure Boot on.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+from .bundle import layout
 from .bundle.layout import SYSLINUX_FILES
 from .errors import BootpackError
+from .spec.model import Chain
 
 # Where Debian puts them, and which package ships each folder: pxelinux.0 in the first, the
 # BIOS .c32 modules in the second.
@@ -15,6 +23,16 @@ DEBIAN_DIRS = (
     (Path("/usr/lib/syslinux/modules/bios"), "syslinux-common"),
 )
 ENV = "BOOTPACK_SYSLINUX_DIR"
+
+# Name in the TFTP root -> (Debian's file, its package), for the UEFI chain.
+UEFI_FILES: dict[str, tuple[Path, str]] = {
+    layout.UEFI_BOOTFILE: (Path("/usr/lib/shim/shimx64.efi.signed"), "shim-signed"),
+    layout.UEFI_MOK_MANAGER: (Path("/usr/lib/shim/mmx64.efi.signed"), "shim-signed"),
+    layout.UEFI_GRUB: (Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+                       "grub-efi-amd64-signed"),
+    # the same GRUB build's module (grub-efi-amd64-signed depends on this package)
+    layout.GRUB_HTTP_MODULE: (Path("/usr/lib/grub/x86_64-efi/http.mod"), "grub-efi-amd64-bin"),
+}
 
 
 def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
@@ -40,4 +58,28 @@ def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
         else:
             raise BootpackError(f"{name} not found; install Debian's `{package}` package "
                                 f"(apt-get install pxelinux syslinux-common) or pass --syslinux-dir")
+    return found
+
+
+def find_uefi_files() -> dict[str, Path]:
+    """Name in the TFTP root -> Debian's file, for the x86-64 UEFI chain (shim -> GRUB)."""
+    found: dict[str, Path] = {}
+    for name, (path, package) in UEFI_FILES.items():
+        if not path.is_file():
+            raise BootpackError(
+                f"{path.name} not found at {path} (the UEFI chain's {name}); install Debian's "
+                f"`{package}` package (apt-get install shim-signed grub-efi-amd64-signed "
+                "grub-efi-amd64-bin), or drop "
+                "\"uefi\" from loaders.chains")
+        found[name] = path
+    return found
+
+
+def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None) -> dict[str, Path]:
+    """Name in the TFTP root -> source file, for every chain the bundle carries."""
+    found: dict[str, Path] = {}
+    if "bios" in chains:
+        found.update(find_syslinux_files(syslinux_dir))
+    if "uefi" in chains:
+        found.update(find_uefi_files())
     return found

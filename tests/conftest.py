@@ -57,3 +57,35 @@ def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BOOTPACK_CACHE_DIR", str(path))
         yield path
+
+
+@pytest.fixture(scope="session")
+def boot_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab spec built once for every QEMU boot test (BIOS and UEFI): Debian's signed kernel,
+    the marker initramfs, a 1 s menu whose default (`live`) is not its first entry (`other`), and
+    host node1 (52:54:00:aa:bb:cc) with its own cmdline. Returns the bundle's tftpboot/."""
+    import socket
+    import time
+
+    from bootpack.cli import main
+    from tests.support.marker import write_artifacts
+    from tests.support.specs import lab_data, write_spec
+
+    folder = tmp_path_factory.mktemp("boot")
+    data = lab_data()
+    data["menu"]["timeout"] = 1
+    # UEFI tests serve the tree over HTTP on this port (QEMU's user-net reaches the host's
+    # loopback as 10.0.2.2); a free port, so concurrent sessions do not collide.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        data["server"]["http_port"] = probe.getsockname()[1]
+    data["entries"][0]["secure_boot"] = True
+    # A first menu entry that is not the default: the menu must honour menu.default.
+    data["entries"].insert(0, {"name": "other", "image": "kdev", "root": "ramdisk",
+                               "cmdline": "console=ttyS0,115200 entry=other"})
+    spec = write_spec(folder, data, artifacts=False)
+    write_artifacts(folder / "artifacts")
+    started = time.monotonic()
+    assert main(["-q", "build", str(spec), "--output", str(folder / "out")]) == 0
+    print(f"build: {time.monotonic() - started:.1f} s")
+    return folder / "out" / "tftpboot"

@@ -18,7 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "bundle": set(),
     "spec": {"bundle"},
     "render": {"spec", "bundle"},
-    "loaders": {"bundle"},
+    "loaders": {"bundle", "spec"},
     "images": {"spec", "bundle", "external"},
     "compiler": {"spec", "render", "images", "loaders", "bundle", "external"},
     "registry": {"bundle", "external"},

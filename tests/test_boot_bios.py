@@ -5,14 +5,11 @@ marker initramfs, which prints its command line on the serial console.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
-from bootpack.cli import main
-from tests.support.marker import MARKER, write_artifacts
-from tests.support.specs import lab_data, write_spec
+from tests.support.marker import MARKER
 from tests.support.vm import boot_vm, qemu_available
 
 pytestmark = [pytest.mark.boot,
@@ -22,19 +19,8 @@ DONE = f"{MARKER} done"
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("boot")
-    data = lab_data()
-    data["menu"]["timeout"] = 1
-    # A first menu entry that is not the default: the menu must honour menu.default.
-    data["entries"].insert(0, {"name": "other", "image": "kdev", "root": "ramdisk",
-                               "cmdline": "console=ttyS0,115200 entry=other"})
-    spec = write_spec(folder, data, artifacts=False)
-    write_artifacts(folder / "artifacts")
-    started = time.monotonic()
-    assert main(["-q", "build", str(spec), "--output", str(folder / "out")]) == 0
-    print(f"build: {time.monotonic() - started:.1f} s")
-    return folder / "out" / "tftpboot"
+def tree(boot_tree: Path) -> Path:
+    return boot_tree
 
 
 def cmdline(log: str) -> str:

@@ -44,16 +44,19 @@ def interface_mac(interface: str) -> str:
     return Path(f"/sys/class/net/{interface}/address").read_text().strip()
 
 
-def discover_packet(mac: str, xid: int, pxe: bool = False) -> bytes:
+def discover_packet(mac: str, xid: int, pxe: bool = False, arch: int = 0) -> bytes:
     chaddr = bytes.fromhex(mac.replace(":", "").replace("-", ""))
     header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000,
                          b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4,
                          chaddr.ljust(16, b"\0"), b"\0" * 64, b"\0" * 128)
     options = bytes([53, 1, DISCOVER]) + bytes([55, 6, 1, 3, 6, 66, 67, 60])
     if pxe:
-        vendor = b"PXEClient:Arch:00000:UNDI:002001"
+        # As firmware says it: BIOS PXE, UEFI PXE (7, 9) or UEFI HTTP boot (16).
+        kind = "HTTPClient" if arch in (15, 16, 19) else "PXEClient"
+        undi = "002001" if arch == 0 else "003000"
+        vendor = f"{kind}:Arch:{arch:05d}:UNDI:{undi}".encode()
         options += bytes([60, len(vendor)]) + vendor
-        options += bytes([93, 2, 0, 0])  # client system architecture: x86 BIOS
+        options += bytes([93, 2]) + arch.to_bytes(2, "big")  # client system architecture
         options += bytes([94, 3, 1, 2, 1])  # network interface identifier: UNDI 2.1
         options += bytes([97, 17, 0]) + bytes(range(16))  # client machine identifier (UUID)
     return header + MAGIC + options + b"\xff"
@@ -88,7 +91,7 @@ def parse_offer(packet: bytes, source: str, xid: int) -> Offer | None:
 
 
 def probe(interface: str, timeout: float = 2.5, mac: str | None = None, pxe: bool = False,
-          port: int = 68) -> list[Offer]:
+          port: int = 68, arch: int = 0) -> list[Offer]:
     """Broadcast one DHCPDISCOVER on `interface`; every OFFER (or proxy reply) within timeout."""
     mac = mac or interface_mac(interface)
     xid = random.getrandbits(32)
@@ -98,7 +101,7 @@ def probe(interface: str, timeout: float = 2.5, mac: str | None = None, pxe: boo
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
         sock.bind(("0.0.0.0", port))
-        sock.sendto(discover_packet(mac, xid, pxe), ("255.255.255.255", 67))
+        sock.sendto(discover_packet(mac, xid, pxe, arch), ("255.255.255.255", 67))
         offers: list[Offer] = []
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -120,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interface", default=os.environ.get("BOOTPACK_INTERFACE", "eth0"))
     parser.add_argument("--mac", help="client MAC (default: the interface's)")
     parser.add_argument("--pxe", action="store_true", help="ask as a PXE client (option 60 etc.)")
+    parser.add_argument("--arch", type=int, default=0,
+                        help="with --pxe: option 93, e.g. 0 BIOS, 7 x86-64 UEFI, 16 UEFI HTTP boot")
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
-    offers = probe(args.interface, args.timeout, args.mac, args.pxe)
+    offers = probe(args.interface, args.timeout, args.mac, args.pxe, arch=args.arch)
     for offer in offers:
         print(json.dumps(asdict(offer), sort_keys=True))
     return 0 if offers else 1

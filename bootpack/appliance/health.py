@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import layout
 from ..errors import BootpackError
 from ..external import run
 from .state import ServeState
@@ -118,8 +117,8 @@ def check(state: ServeState) -> list[Check]:
             results.append(Check(name, False, str(exc)))
 
     def tftp() -> str:
-        data, options = tftp_read(state.address, layout.BOOTFILE)
-        return f"{layout.BOOTFILE}: {len(data)} bytes, options {options}"
+        data, options = tftp_read(state.address, state.loader)
+        return f"{state.loader}: {len(data)} bytes, options {options}"
 
     attempt("tftp", tftp)
     if state.kernel:

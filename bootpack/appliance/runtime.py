@@ -14,16 +14,18 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..bundle import layout
 from ..errors import BootpackError
-from ..render import quoting
+from ..render import quoting, render_loader_configs
 from ..render.common import RUNTIME_HEADER
 from ..render.dhcp import render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
-from ..render.pxelinux import render_pxelinux
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
 from ..spec.site import Site
 
-RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered pxelinux.cfg + links to the bundle
+RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered loader configs + links to the bundle
+# Folders of loader configs in the TFTP root: rendered for the runtime site, never taken from
+# the bundle (they carry the server address in command lines and URLs).
+RUNTIME_CONFIG_DIRS = (layout.PXE_CONFIG_DIR, layout.GRUB_DIR)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
     return RuntimeSite(site=site, warnings=tuple(warnings))
 
 
+def first_loader(spec: Spec) -> str:
+    """The first file clients fetch over TFTP (the health check reads it)."""
+    return layout.BOOTFILE if "bios" in spec.loaders.chains else layout.UEFI_BOOTFILE
+
+
 @dataclass(frozen=True)
 class Paths:
     """Where things are at run time."""
@@ -147,7 +154,8 @@ class Runtime:
 
 
 def render_nginx(site: Site, paths: Paths) -> str:
-    """HTTP: the bundle's tftpboot/ (kernels, initrds, squashfs), runtime pxelinux.cfg/ on top.
+    """HTTP: the bundle's tftpboot/ (kernels, initrds, squashfs, loaders), runtime loader configs
+    (pxelinux.cfg/, grub/) on top.
 
     No directory listing, range requests (nginx's default for static files), nothing outside
     the two roots: nginx normalises the URI and refuses '..' above the root.
@@ -155,6 +163,10 @@ def render_nginx(site: Site, paths: Paths) -> str:
     for path in (paths.bundle, paths.runtime):
         quoting.nginx_path(path)  # written unquoted below: a space or ';' would end the directive
     bundle_http = f"{paths.bundle}/{layout.TFTP_DIR}"
+    runtime_locations = "".join(
+        f"        location /{folder}/ {{\n            root {paths.tftp_root};\n"
+        "            limit_except GET { deny all; }\n        }\n" for folder in RUNTIME_CONFIG_DIRS
+    ).rstrip("\n")
     return RUNTIME_HEADER + f"""daemon off;
 worker_processes 1;
 pid {paths.runtime}/nginx.pid;
@@ -175,10 +187,7 @@ http {{
     server {{
         listen {site.address}:{site.http_port};
         location = / {{ return 404; }}
-        location /{layout.PXE_CONFIG_DIR}/ {{
-            root {paths.tftp_root};
-            limit_except GET {{ deny all; }}
-        }}
+{runtime_locations}
         location / {{
             root {bundle_http};
             limit_except GET {{ deny all; }}
@@ -223,7 +232,7 @@ def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
                    ganesha: str = "ganesha.nfsd") -> Runtime:
     """Every runtime config file and the daemons to run, for this site."""
     files: dict[str, str] = {}
-    for rel, text in render_pxelinux(spec, site).items():
+    for rel, text in render_loader_configs(spec, site).items():
         files[f"{RUNTIME_TFTP}/{rel}"] = text
     files["nginx.conf"] = render_nginx(site, paths)
     r = paths.runtime

@@ -29,7 +29,15 @@ from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
-from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
+from .runtime import (
+    RUNTIME_CONFIG_DIRS,
+    RUNTIME_TFTP,
+    Paths,
+    Runtime,
+    first_loader,
+    render_runtime,
+    runtime_site,
+)
 from .state import RUNTIME_DIR, DaemonState, ServeState
 from .supervisor import Output, Supervisor
 
@@ -117,6 +125,8 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
         if path.is_dir():
             if not path.is_symlink():
                 (tftp / rel).mkdir(exist_ok=True)
+        elif rel.parts[0] in RUNTIME_CONFIG_DIRS and path.name.endswith(".cfg"):
+            continue  # rendered by the runtime (GRUB's modules are taken as they are)
         elif not (path.name.endswith(".img") and path.name.startswith("squashfs")):
             _link_or_copy(path, tftp / rel)  # squashfs: served over HTTP only, from the bundle
     for rel_name, text in runtime.files.items():
@@ -240,7 +250,8 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     served = ServeState(
         pid=os.getpid(), bundle=str(bundle), digest=manifest.digest, interface=interface,
         address=str(site.address), subnet=str(site.subnet), mode=site.mode,
-        http_base=site.http_base, kernel=layout.kernel_path(used[0]) if used else None,
+        http_base=site.http_base, loader=first_loader(spec),
+        kernel=layout.kernel_path(used[0]) if used else None,
         # Health lists the shared exports; a writable host's export answers only that host.
         exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable))
     runtime_dir = Path(paths.runtime)

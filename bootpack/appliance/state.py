@@ -47,6 +47,7 @@ class ServeState(BaseModel):
     subnet: str
     mode: str
     http_base: str
+    loader: str  # the first file a client fetches over TFTP, for the TFTP probe
     kernel: str | None  # a kernel path under the HTTP root, for the HTTP probe
     exports: tuple[str, ...]  # the shared (read-only) exports, for the NFS probe
     daemons: dict[str, DaemonState] = {}

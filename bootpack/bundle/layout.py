@@ -59,3 +59,21 @@ def archive_path(output: Path) -> Path:
 def is_user_data(rel: str) -> bool:
     """True for paths (relative to a bundle directory) that hold user data, not bundle files."""
     return rel == HOSTS_DIR or rel.startswith(HOSTS_DIR + "/")
+
+
+# x86-64 UEFI chain (loaders.chains "uefi"): the firmware loads shim under the name UEFI uses
+# for removable media, shim loads `grubx64.efi` from the same folder (and `mmx64.efi`, the MOK
+# manager, when a key is to be enrolled), GRUB reads `grub/grub.cfg` and nothing else.
+UEFI_BOOTFILE = "bootx64.efi"
+UEFI_GRUB = "grubx64.efi"
+UEFI_MOK_MANAGER = "mmx64.efi"
+GRUB_DIR = "grub"
+GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
+# GRUB loads modules from $prefix/x86_64-efi/; http.mod lets it fetch kernels over HTTP when
+# Secure Boot is off (under Secure Boot GRUB refuses to load modules and falls back to TFTP).
+GRUB_HTTP_MODULE = f"{GRUB_DIR}/x86_64-efi/http.mod"
+
+
+def grub_host_file(mac: str) -> str:
+    """A host's GRUB config, named by GRUB's own `$net_default_mac` form (lower case, colons)."""
+    return f"{GRUB_DIR}/hosts/{mac.lower().replace('-', ':')}.cfg"

@@ -6,15 +6,26 @@ from ..bundle import layout
 from ..spec.model import Spec
 from ..spec.site import Site
 from .dhcp import render_dhcp
+from .grub import render_grub
 from .nfs import nfs_exports, render_exports, render_ganesha
 from .pxelinux import render_pxelinux
 
-__all__ = ["render_bundle_configs"]
+__all__ = ["render_bundle_configs", "render_loader_configs"]
+
+
+def render_loader_configs(spec: Spec, site: Site) -> dict[str, str]:
+    """Every boot loader's config for the chains the bundle carries, by path in the TFTP root."""
+    files: dict[str, str] = {}
+    if "bios" in spec.loaders.chains:
+        files.update(render_pxelinux(spec, site))
+    if "uefi" in spec.loaders.chains:
+        files.update(render_grub(spec, site))
+    return files
 
 
 def render_bundle_configs(spec: Spec, site: Site) -> dict[str, str]:
     """Every generated text file of a bundle, by path relative to the bundle directory."""
-    files = {f"{layout.TFTP_DIR}/{p}": text for p, text in render_pxelinux(spec, site).items()}
+    files = {f"{layout.TFTP_DIR}/{p}": text for p, text in render_loader_configs(spec, site).items()}
     files.update({f"{layout.ETC_DIR}/{p}": text for p, text in render_dhcp(spec, site).items()})
     if nfs_exports(spec, site):
         files[f"{layout.ETC_DIR}/exports"] = render_exports(spec, site)

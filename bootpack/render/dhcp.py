@@ -1,8 +1,17 @@
 """DHCP snippets for the three servers people run: ISC dhcpd, dnsmasq and Kea.
 
 Server mode hands out addresses from the pool and fixed addresses to known hosts, and tells PXE
-clients where pxelinux.0 is. Proxy mode (dnsmasq only) leaves addresses to the LAN's existing
+clients where their loader is. Proxy mode (dnsmasq only) leaves addresses to the LAN's existing
 server and answers PXE clients with boot data alone.
+
+Each client gets the loader of its chain (loaders.chains), chosen by DHCP option 93, the client
+system architecture (RFC 4578), unless its host entry forces one (hosts[].chain):
+  0     BIOS             -> pxelinux.0 over TFTP
+  7, 9  x86-64 UEFI      -> bootx64.efi (Debian's signed shim) over TFTP
+  16    x86-64 UEFI HTTP -> http://SERVER/bootx64.efi, with option 60 "HTTPClient" (the firmware
+                            ignores an HTTP boot offer without it)
+Every loader here is a plain loader that does not DHCP again on its own behalf, so nothing can
+be handed itself a second time; next-server is the same server for every architecture.
 """
 
 from __future__ import annotations
@@ -11,10 +20,68 @@ import json
 from typing import Any
 
 from ..bundle import layout
-from ..spec.model import Host, Spec
+from ..spec.model import Chain, Host, Spec
 from ..spec.site import Site
 from . import quoting
 from .common import HEADER
+
+ARCH_BIOS = 0
+ARCH_UEFI_X64 = (7, 9)  # 7 is what OVMF and most firmware send; 9 is what RFC 4578 says
+ARCH_UEFI_X64_HTTP = 16
+HTTP_CLIENT = "HTTPClient"
+BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE}
+
+
+def http_boot_url(site: Site) -> str:
+    """What a UEFI HTTP boot client (option 93 = 16) loads: shim, from the HTTP server."""
+    return f"{site.http_base}/{layout.UEFI_BOOTFILE}"
+
+
+def forced(spec: Spec, chain: Chain) -> list[str]:
+    """MACs of the hosts forced to `chain`, whatever their option 93 says."""
+    return [h.mac for h in spec.hosts if h.chain == chain and chain in spec.loaders.chains]
+
+
+def _forced_any(spec: Spec) -> list[str]:
+    return [h.mac for h in spec.hosts if h.chain is not None and h.chain in spec.loaders.chains]
+
+
+# --- ISC dhcpd ---------------------------------------------------------------------------------
+
+ISC_ARCH = "bootpack-arch"
+
+
+def _isc_hw(mac: str) -> str:
+    return f"hardware = 01:{mac}"
+
+
+def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
+    """The if/elsif chain that picks a client's boot file."""
+    chains = spec.loaders.chains
+    rules: list[tuple[str, list[str]]] = []
+    for chain in ("bios", "uefi"):
+        macs = forced(spec, chain)
+        if macs:
+            rules.append((" or ".join(_isc_hw(m) for m in macs),
+                          [f'filename "{BOOT_FILES[chain]}";']))
+    if "uefi" in chains:
+        arch = " or ".join(f"option {ISC_ARCH} = 00:{a:02x}" for a in ARCH_UEFI_X64)
+        rules.append((arch, [f'filename "{layout.UEFI_BOOTFILE}";']))
+        rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_X64_HTTP:02x}",
+                      [f'option vendor-class-identifier "{HTTP_CLIENT}";',
+                       f'filename "{http_boot_url(site)}";']))
+    default = [f'filename "{layout.BOOTFILE}";'] if "bios" in chains else []
+    if not rules:
+        return [f"{indent}{line}\n" for line in default]
+    out: list[str] = []
+    for index, (test, body) in enumerate(rules):
+        out.append(f"{indent}{'if' if index == 0 else '} elsif'} {test} {{\n")
+        out += [f"{indent}  {line}\n" for line in body]
+    if default:
+        out.append(f"{indent}}} else {{\n")
+        out += [f"{indent}  {line}\n" for line in default]
+    out.append(f"{indent}}}\n")
+    return out
 
 
 def served_hosts(spec: Spec, site: Site) -> list[Host]:
@@ -28,6 +95,7 @@ def render_isc(spec: Spec, site: Site) -> str:
     out = [HEADER, quoting.one_line(f"# bundle {spec.bundle.name} {spec.bundle.version}",
                                     "dhcpd.conf") + "\n",
            "authoritative;\n", "allow booting;\n", "allow bootp;\n",
+           f"option {ISC_ARCH} code 93 = unsigned integer 16;  # client system architecture\n",
            f"default-lease-time {site.lease_time};\n", f"max-lease-time {site.lease_time};\n\n",
            f"subnet {site.subnet.network_address} netmask {site.subnet.netmask} {{\n",
            f"  range {site.range[0]} {site.range[1]};\n"]
@@ -37,14 +105,32 @@ def render_isc(spec: Spec, site: Site) -> str:
         out.append(f"  option domain-name-servers {', '.join(map(str, site.dns))};\n")
     if site.domain:
         out.append(f"  option domain-name {quoting.dhcpd_string(site.domain)};\n")
-    out += [f"  next-server {site.address};\n", f'  filename "{layout.BOOTFILE}";\n', "}\n"]
+    out += [f"  next-server {site.address};\n", *_isc_boot(spec, site, "  "), "}\n"]
     for host in served_hosts(spec, site):
+        # No filename here: a host-level filename would override the architecture choice.
         out.append(
             f"\nhost {quoting.dhcpd_word(host.name)} {{\n  hardware ethernet {host.mac};\n"
             f"  fixed-address {host.ip};\n  option host-name {quoting.dhcpd_string(host.name)};\n"
-            f"  next-server {site.address};\n  filename \"{layout.BOOTFILE}\";\n}}\n"
+            f"  next-server {site.address};\n}}\n"
         )
     return "".join(out)
+
+
+# --- dnsmasq -----------------------------------------------------------------------------------
+
+
+def _dnsmasq_tags(spec: Spec) -> list[str]:
+    """Tag rules: each client ends with exactly one of bp-bios, bp-uefi, bp-http."""
+    out = [f"dhcp-match=set:bp-arch-uefi,option:client-arch,{a}\n" for a in ARCH_UEFI_X64]
+    out.append(f"dhcp-match=set:bp-arch-http,option:client-arch,{ARCH_UEFI_X64_HTTP}\n")
+    for chain in ("bios", "uefi"):
+        out += [f"dhcp-mac=set:bp-force-{chain},{mac}\n" for mac in forced(spec, chain)]
+    out += ["tag-if=set:bp-uefi,tag:bp-force-uefi\n",
+            "tag-if=set:bp-uefi,tag:bp-arch-uefi,tag:!bp-force-bios\n",
+            "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-force-bios,tag:!bp-uefi\n",
+            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-http\n"]
+    return out
+
 
 
 def render_dnsmasq(spec: Spec, site: Site) -> str:
@@ -54,10 +140,18 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
            "port=0\n",  # DHCP only: no DNS server
            "log-dhcp\n"]
     netmask = site.subnet.netmask
+    chains = spec.loaders.chains
+    out += _dnsmasq_tags(spec)
     if site.mode == "proxy":
-        out += [f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n",
-                f"pxe-service=x86PC,{quoting.dnsmasq_string(spec.menu.title)},pxelinux,"
-                f"{site.address}\n"]
+        out.append(f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n")
+        if "bios" in chains:
+            out.append(f"pxe-service=tag:bp-bios,x86PC,{quoting.dnsmasq_string(spec.menu.title)},pxelinux,"
+                       f"{site.address}\n")
+        if "uefi" in chains:
+            # UEFI firmware shows no PXE menu: the proxy offer itself carries the file and the
+            # server (dnsmasq puts a matching dhcp-boot into it; no pxe-service, so no option 43
+            # menu that would send the client to port 4011 first).
+            out.append(f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n")
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")
@@ -67,10 +161,48 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             out.append(f"dhcp-option=option:dns-server,{','.join(map(str, site.dns))}\n")
         if site.domain:
             out.append(f"domain={quoting.dnsmasq_word(site.domain)}\n")
-        out.append(f"dhcp-boot={layout.BOOTFILE},,{site.address}\n")
+        if "bios" in chains:
+            out.append(f"dhcp-boot=tag:bp-bios,{layout.BOOTFILE},,{site.address}\n")
+        if "uefi" in chains:
+            out += [f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n",
+                    f"dhcp-boot=tag:bp-http,{http_boot_url(site)}\n",
+                    f"dhcp-option-force=tag:bp-http,option:vendor-class,{HTTP_CLIENT}\n"]
         for host in served_hosts(spec, site):
             out.append(f"dhcp-host={host.mac},{host.ip},{quoting.dnsmasq_word(host.name)}\n")
     return "".join(out)
+
+
+# --- Kea ---------------------------------------------------------------------------------------
+
+
+def _kea_macs(macs: list[str]) -> str:
+    return " or ".join(f"pkt4.mac == 0x{m.replace(':', '')}" for m in macs)
+
+
+def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
+    """One class per chain, mutually exclusive (later classes test membership of earlier ones)."""
+    chains = spec.loaders.chains
+    classes: list[dict[str, Any]] = []
+    not_forced = _forced_any(spec)
+    if "uefi" in chains:
+        arch = " or ".join(f"option[93].hex == 0x{a:04x}" for a in ARCH_UEFI_X64)
+        test = f"({arch})"
+        if not_forced:
+            test += f" and not ({_kea_macs(not_forced)})"
+        if forced(spec, "uefi"):
+            test = f"({test}) or {_kea_macs(forced(spec, 'uefi'))}"
+        classes.append({"name": "bootpack-uefi", "test": test,
+                        "next-server": str(site.address), "boot-file-name": layout.UEFI_BOOTFILE})
+        test = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x} and not member('bootpack-uefi')"
+        if not_forced:
+            test += f" and not ({_kea_macs(not_forced)})"
+        classes.append({"name": "bootpack-http", "test": test, "boot-file-name": http_boot_url(site),
+                        "option-data": [{"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
+    if "bios" in chains and "uefi" in chains:
+        classes.append({"name": "bootpack-bios",
+                        "test": "not member('bootpack-uefi') and not member('bootpack-http')",
+                        "next-server": str(site.address), "boot-file-name": layout.BOOTFILE})
+    return classes
 
 
 def kea_config(spec: Spec, site: Site) -> dict[str, Any]:
@@ -88,7 +220,8 @@ def kea_config(spec: Spec, site: Site) -> dict[str, Any]:
         "pools": [{"pool": f"{site.range[0]} - {site.range[1]}"}],
         "option-data": options,
         "next-server": str(site.address),
-        "boot-file-name": layout.BOOTFILE,
+        # Only BIOS clients: no classes needed (with UEFI too, the classes choose the file).
+        **({"boot-file-name": layout.BOOTFILE} if spec.loaders.chains == ["bios"] else {}),
         "reservations": [
             {"hw-address": h.mac, "ip-address": str(h.ip), "hostname": h.name}
             for h in served_hosts(spec, site)
@@ -98,6 +231,7 @@ def kea_config(spec: Spec, site: Site) -> dict[str, Any]:
         "interfaces-config": {"interfaces": ["*"]},
         "lease-database": {"type": "memfile", "persist": False},
         "valid-lifetime": site.lease_time,
+        **({"client-classes": classes} if (classes := kea_classes(spec, site)) else {}),
         "subnet4": [subnet],
     }}
 

@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .files import NOT_FOUND, input_file_problem
-from .model import Spec
+from .model import GRUB_UNSAFE_CMDLINE, Spec
 from .site import Site
 
 # A check sees the spec and the network it is served on: the spec's own for `validate` and
@@ -259,6 +259,26 @@ def writable_roots_are_nfs_hosts(spec: Spec, site: Site) -> Iterable[str]:
                    "root = 'nfs'; remove it or point hosts[].entry at an nfs entry")
 
 
+def host_chains_are_carried(spec: Spec, site: Site) -> Iterable[str]:
+    for index, host in enumerate(spec.hosts):
+        if host.chain is not None and host.chain not in spec.loaders.chains:
+            yield (f"hosts[{index}].chain: {host.chain!r} is not in loaders.chains "
+                   f"{spec.loaders.chains!r}; add it there or drop the host's chain")
+
+
+
+def cmdlines_suit_every_chain(spec: Spec, site: Site) -> Iterable[str]:
+    if "uefi" not in spec.loaders.chains:
+        return
+    owners = [(f"entries[{i}]", e.cmdline) for i, e in enumerate(spec.entries)]
+    owners += [(f"hosts[{i}]", h.cmdline) for i, h in enumerate(spec.hosts)]
+    for where, cmdline in owners:
+        if any(c in cmdline for c in GRUB_UNSAFE_CMDLINE):
+            yield (f"{where}.cmdline: {cmdline!r} holds a quote or backslash, which GRUB (the uefi "
+                   "chain) would pass to the kernel escaped; drop them, or set loaders.chains = "
+                   "['bios'] if no UEFI machine boots this bundle")
+
+
 CHECKS: tuple[Check, ...] = (
     unique_entry_names,
     unique_host_names,
@@ -278,6 +298,8 @@ CHECKS: tuple[Check, ...] = (
     images_have_one_source,
     root_modes_have_what_they_need,
     writable_roots_are_nfs_hosts,
+    host_chains_are_carried,
+    cmdlines_suit_every_chain,
 )
 
 

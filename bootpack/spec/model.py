@@ -239,6 +239,9 @@ DnsDomain = Annotated[str, AfterValidator(_dns_domain), Kind("DNS domain name")]
 Text = Annotated[str, AfterValidator(_text), Kind("one line of text")]
 Description = Annotated[str, AfterValidator(_description), Kind("text")]
 Cmdline = Annotated[str, AfterValidator(_cmdline), Kind("kernel command line")]
+# GRUB hands a word holding these to the kernel escaped with a backslash, which the kernel does
+# not undo: with the uefi chain a command line holding them would boot changed.
+GRUB_UNSAFE_CMDLINE = "\"'\\"
 SpecPath = Annotated[str, AfterValidator(_relative_path), Kind("path")]
 ExportPath = Annotated[str, AfterValidator(_export_path), Kind("absolute path")]
 Address = Annotated[IPv4Address, BeforeValidator(_unicast), Kind("IPv4 address")]
@@ -246,6 +249,18 @@ Subnet = Annotated[IPv4Network, BeforeValidator(_network), Kind("IPv4 subnet (CI
 AddressRange = Annotated[tuple[Address, Address], Strict(False)]
 RootMode = Literal["ramdisk", "nfs", "live", "local"]
 DhcpMode = Literal["server", "proxy", "none"]
+# A boot chain: which loader a client gets, chosen by its DHCP option 93 (client architecture).
+#   bios: pxelinux.0 (option 93 = 0);
+#   uefi: x86-64 UEFI (option 93 = 7 or 9; 16 = UEFI HTTP boot): Debian's signed shim -> network
+#         GRUB -> kernel, over TFTP; boots with Secure Boot on or off.
+Chain = Literal["bios", "uefi"]
+CHAINS: tuple[Chain, ...] = ("bios", "uefi")
+
+
+def _chain_list(value: list[Chain]) -> list[Chain]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"{value!r} names a chain twice; list each chain once")
+    return value
 
 
 class _Section(BaseModel):
@@ -304,6 +319,18 @@ class Menu(_Section):
     default: SafeName | None = Field(None, description="Entry booted on timeout (default: the first).")
 
 
+class Loaders(_Section):
+    """Which boot chains the bundle carries; DHCP hands each client the one for its firmware."""
+
+    chains: Annotated[list[Chain], AfterValidator(_chain_list)] = Field(
+        default=["bios", "uefi"], min_length=1,
+        description="bios: pxelinux.0 for legacy BIOS clients (DHCP option 93 = 0); uefi: x86-64 "
+        "UEFI clients (option 93 = 7 or 9, and 16 for UEFI HTTP boot) get Debian's signed shim, "
+        "which loads Debian's signed network GRUB, which boots the entry's kernel over TFTP: it "
+        "boots with Secure Boot on (a signed kernel is then needed) or off.",
+    )
+
+
 
 
 class Image(_Section):
@@ -360,6 +387,12 @@ class Entry(_Section):
         "(default: <server.root>/roots/<image>).",
     )
     nfs_version: Literal[3, 4] = Field(3, description="nfs: NFS protocol version for the root mount.")
+    secure_boot: bool = Field(
+        False,
+        description="Booted by UEFI machines with Secure Boot on: `bootpack validate` warns when "
+        "the image's kernel carries no signature (such a kernel is refused under Secure Boot "
+        "unless its key is enrolled as a MOK).",
+    )
 
     @property
     def menu_label(self) -> str:
@@ -380,6 +413,11 @@ class Host(_Section):
         "tree (<server.root>/hosts/<name>), exported read-write to this host's ip only (needs ip). "
         "`bootpack serve` makes the copy on first start; every other export stays read-only.",
     )
+    chain: Chain | None = Field(
+        None,
+        description="Force this host's boot chain (one of loaders.chains) whatever architecture "
+        "its firmware reports in DHCP option 93 (default: chosen by option 93).",
+    )
 
 
 class Spec(_Section):
@@ -392,6 +430,7 @@ class Spec(_Section):
     server: Server
     dhcp: Dhcp = Field(default_factory=Dhcp)  # type: ignore[arg-type]
     menu: Menu = Field(default_factory=Menu)  # type: ignore[arg-type]
+    loaders: Loaders = Field(default_factory=Loaders)
     images: dict[SafeName, Image] = Field(default_factory=dict, description="Images by name.")
     entries: list[Entry] = Field(min_length=1, description="Menu entries, in menu order.")
     hosts: list[Host] = Field(default_factory=list, description="Known machines.")

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .model import Bundle, Dhcp, Entry, Host, Image, Kind, Menu, Server, Spec
+from .model import Bundle, Dhcp, Entry, Host, Image, Kind, Loaders, Menu, Server, Spec
 
 # Section -> (model, TOML header as the user writes it), in the order a spec reads.
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -16,6 +16,7 @@ SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[server]", Server),
     ("[dhcp]", Dhcp),
     ("[menu]", Menu),
+    ("[loaders]", Loaders),
     ("[images.NAME]", Image),
     ("[[entries]]", Entry),
     ("[[hosts]]", Host),

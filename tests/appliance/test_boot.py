@@ -24,6 +24,7 @@ import docker
 import pytest
 
 from tests.support.appliance_env import (
+    KNOWN_MAC,
     LIVE_MAC,
     NFS_MAC,
     SLOT,
@@ -36,7 +37,7 @@ from tests.support.appliance_env import (
 )
 from tests.support.marker import MARKER
 from tests.support.netmarker import LIVE_MARK, NFS_ROOT_MARK
-from tests.support.vm import boot_vm, qemu_available
+from tests.support.vm import Firmware, boot_vm, ovmf_available, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-a{SLOT}"
@@ -85,8 +86,9 @@ def appliance(net: BootNet, tap: str) -> Iterator[str]:
         container.remove(force=True, v=True)
 
 
-def _boot(tmp_path: Path, tap: str, mac: str, until: str, label: str):  # type: ignore[no-untyped-def]
-    boot = boot_vm(tmp_path / "serial.log", mac, until, tap=tap, timeout=240)
+def _boot(tmp_path: Path, tap: str, mac: str, until: str, label: str,  # type: ignore[no-untyped-def]
+          firmware: Firmware = "bios"):
+    boot = boot_vm(tmp_path / "serial.log", mac, until, tap=tap, timeout=240, firmware=firmware)
     print(f"\n{label}: {'marker' if boot.found else 'NO marker'} after {boot.seconds:.1f} s")
     assert boot.found, boot.log[-4000:]
     return boot
@@ -113,3 +115,80 @@ def test_nfs_entry_boots_its_nfs_root(tmp_path: Path, tap: str, appliance: str) 
     assert f"root=nfs4:{appliance}:/srv/bootpack/roots/marker" in boot.log
     assert f"{NFS_ROOT_MARK}: /init running from {appliance}:/srv/bootpack/roots/marker" in boot.log, \
         boot.log[-3000:]
+
+
+def test_uefi_vm_boots_its_entry_through_shim_and_grub(tmp_path: Path, tap: str, appliance: str) -> None:
+    """Next to the BIOS VMs above, on the same network and appliance: OVMF's own PXE sends option
+    93 = 7, dhcpd hands it bootx64.efi (shim), shim loads GRUB over TFTP, GRUB's grub.cfg sends
+    the known MAC to its host file, which boots the host's entry with the host's cmdline, kernel
+    and initrd over HTTP."""
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    boot = _boot(tmp_path, tap, KNOWN_MAC, f"{MARKER} done", "UEFI (known host, shim -> GRUB)",
+                 firmware="uefi")
+    cmdline = next(line for line in boot.log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    # Secure Boot off: GRUB fetched the kernel from the appliance's nginx, not over TFTP
+    assert cmdline.split()[2:] == [f"BOOT_IMAGE=(http,{appliance})/images/marker/vmlinuz",
+                                   "console=ttyS0", "bootpack.entry=marker",
+                                   "bootpack.host=known"], cmdline
+
+
+PROXY_TAP = f"bptap-a{SLOT}x"
+
+
+@pytest.fixture(scope="module")
+def proxy_lan() -> Iterator[tuple[BootNet, str, str]]:
+    """A LAN whose addresses come from someone else's DHCP server (a plain dnsmasq that knows
+    nothing about booting) and an appliance in proxy mode next to it. Yields (net, appliance
+    address, tap)."""
+    if not qemu_available() or not ovmf_available():
+        pytest.fail("qemu-system-x86_64 and OVMF are needed (scripts/install --test)")
+    client = docker_client_or_skip()
+    tag, _seconds, _size = appliance_image()
+    with isolated_network(client, IPv4Network(f"10.79.{SLOT}.0/24"), "x") as net:
+        lan_dhcp = client.containers.run(
+            tag, name=f"bp-appl-{SLOT}-landhcp", detach=True,
+            entrypoint=["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-dhcp",
+                        "--port=0", "--user=root", "--interface=eth0", "--bind-interfaces",
+                        f"--dhcp-range={net.ip(100)},{net.ip(120)},255.255.255.0,600",
+                        "--dhcp-leasefile=/tmp/leases"],
+            network=net.network.name, cap_add=["NET_ADMIN", "NET_RAW"])
+        address = net.ip(10)
+        container = start_appliance(client, net, address,
+                                    ["--interface", "eth0", "--address", f"{address}/24",
+                                     "--dhcp", "proxy"], f"bp-appl-{SLOT}-proxyboot")
+        subprocess.run(["ip", "link", "del", PROXY_TAP], capture_output=True)
+        subprocess.run(["ip", "tuntap", "add", "dev", PROXY_TAP, "mode", "tap"], check=True)
+        try:
+            subprocess.run(["ip", "link", "set", PROXY_TAP, "master", net.bridge, "up"], check=True)
+            wait_healthy(container)
+            yield net, address, PROXY_TAP
+        finally:
+            subprocess.run(["ip", "link", "del", PROXY_TAP], capture_output=True)
+            with contextlib.suppress(docker.errors.APIError):
+                print("--- LAN dhcp\n" + lan_dhcp.logs().decode()[-2000:])
+                print("--- appliance\n" + container.logs().decode()[-3000:])
+            for c in (lan_dhcp, container):
+                with contextlib.suppress(docker.errors.APIError):
+                    c.remove(force=True, v=True)
+
+
+def test_proxy_mode_boots_bios(tmp_path: Path, proxy_lan: tuple[BootNet, str, str]) -> None:
+    """The LAN's DHCP server gives the address, the appliance's proxy-DHCP the loader."""
+    _net, _address, tap = proxy_lan
+    boot = _boot(tmp_path, tap, KNOWN_MAC, f"{MARKER} done", "proxy mode, BIOS")
+    assert "bootpack.host=known" in boot.log
+
+
+def test_proxy_mode_uefi_gets_shim_and_grub_from_the_appliance(
+        tmp_path: Path, proxy_lan: tuple[BootNet, str, str]) -> None:
+    """OVMF takes the loader and server from the proxy offer, shim fetches GRUB from the same
+    server, GRUB starts. Known limit, documented: Debian's GRUB 2.06 then takes its TFTP server
+    from the LAN server's DHCP ACK (its next-server), not from the proxy offer, so it reaches
+    grub.cfg only when the LAN server's next-server is the appliance."""
+    _net, _address, tap = proxy_lan
+    boot = boot_vm(tmp_path / "serial.log", KNOWN_MAC, "Welcome to GRUB!", tap=tap, timeout=240,
+                   firmware="uefi")
+    print(f"\nproxy mode, UEFI: {'GRUB' if boot.found else 'NO GRUB'} after {boot.seconds:.1f} s")
+    assert boot.found, boot.log[-3000:]
+    assert "NBP filename is bootx64.efi" in boot.log

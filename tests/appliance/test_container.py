@@ -198,6 +198,30 @@ def test_dhcp_offer_carries_next_server_and_filename(client: docker.DockerClient
     assert pool[0] <= IPv4Address(str(offer["yiaddr"])) <= pool[1]
 
 
+@pytest.mark.parametrize(("arch", "expected"), [(0, "pxelinux.0"), (7, "bootx64.efi"),
+                                               (9, "bootx64.efi")])
+def test_dhcp_offer_picks_the_loader_by_architecture(client: docker.DockerClient, net: BootNet,
+                                                     address: str, arch: int, expected: str) -> None:
+    offers = dhcp_offers(client, net, f"52:54:00:a7:0f:{arch + 16:02x}", pxe=True, arch=arch)
+    assert len(offers) == 1, offers
+    assert offers[0]["file"] == expected and offers[0]["siaddr"] == address
+
+
+def test_dhcp_offer_for_uefi_http_boot_is_a_url(client: docker.DockerClient, net: BootNet,
+                                                address: str) -> None:
+    offers = dhcp_offers(client, net, "52:54:00:a7:0f:30", pxe=True, arch=16)
+    assert len(offers) == 1, offers
+    assert offers[0]["file"] == f"http://{address}/bootx64.efi"
+    assert offers[0]["vendor_class"] == "HTTPClient"  # firmware ignores an HTTP offer without it
+
+
+def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> None:
+    shim = urllib.request.urlopen(f"http://{address}/bootx64.efi", timeout=10).read()
+    assert shim[:2] == b"MZ" and len(shim) > 500_000
+    grub = urllib.request.urlopen(f"http://{address}/grub/grub.cfg", timeout=10).read().decode()
+    assert f"configfile '/grub/hosts/{KNOWN_MAC}.cfg'" in grub
+
+
 def test_dhcp_known_mac_gets_its_fixed_address(client: docker.DockerClient, net: BootNet,
                                                address: str) -> None:
     offers = dhcp_offers(client, net, KNOWN_MAC)
@@ -305,6 +329,12 @@ def test_proxy_mode_offers_boot_data_and_no_address(client: docker.DockerClient,
             assert offer["yiaddr"] == "0.0.0.0"
             assert offer["vendor_class"] == "PXEClient"
             assert offer["server"] == address
+        uefi = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:10", pxe=True, arch=7)
+        assert uefi and all(o["yiaddr"] == "0.0.0.0" and o["vendor_class"] == "PXEClient"
+                            for o in uefi), uefi
+        # no PXE menu for UEFI: the proxy offer itself names the loader and the server
+        assert all(o["file"] == "bootx64.efi" and o["siaddr"] == address for o in uefi), uefi
+        print(f"\nproxy offers, BIOS: {offers}\nUEFI: {uefi}")
         assert not dhcp_offers(client, proxy_net, "52:54:00:a7:0e:0f", pxe=False, timeout=3)
         assert "dnsmasq" in container.logs().decode()
     finally:

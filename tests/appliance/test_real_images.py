@@ -30,7 +30,7 @@ from tests.support.appliance_env import (
     isolated_network,
     wait_healthy,
 )
-from tests.support.vm import boot_vm, qemu_available
+from tests.support.vm import boot_vm, ovmf_available, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 
@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "livenet"
 MARKER = "BOOTPACK-BOOTED"  # printed by the example's bootpack-marker.service
 MACS = {"live": "52:54:00:a7:02:01", "nfs": "52:54:00:a7:02:02"}
+UEFI_LIVE_MAC = "52:54:00:a7:02:11"  # a UEFI machine that boots the live entry
 TAG = "bp-appl-livenet:test"
 TAP = f"bptap-a{SLOT}r"
 
@@ -57,6 +58,7 @@ def livenet_image(session_cache_dir: Path, debian_base_image: str,
     data["entries"] = [e for e in data["entries"] if e["root"] in MACS]
     data["menu"]["default"] = "live"
     data["hosts"] = [{"name": f"vm-{root}", "mac": mac, "entry": root} for root, mac in MACS.items()]
+    data["hosts"].append({"name": "vm-uefi-live", "mac": UEFI_LIVE_MAC, "entry": "live"})
     spec = work / "spec.toml"
     spec.write_text(tomli_w.dumps(data))
     start = time.monotonic()
@@ -118,5 +120,22 @@ def test_real_image_boots_through_the_appliance(served: tuple[BootNet, str], tmp
     else:
         assert f"root=nfs4:{address}:/srv/bootpack/roots/debian" in boot.log
     time.sleep(2)  # the marker line's failed-unit count follows on the same line
+    log = (tmp_path / "serial.log").read_text(errors="replace")
+    assert f"{MARKER} failed=0" in log, log[-3000:]
+
+
+def test_real_image_live_entry_boots_on_uefi(served: tuple[BootNet, str], tmp_path: Path) -> None:
+    """The same live entry on a UEFI machine (OVMF's own PXE, Secure Boot off): shim -> GRUB
+    fetch the image's kernel and dracut initrd over TFTP, dracut fetches the squashfs over HTTP."""
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    _net, address = served
+    boot = boot_vm(tmp_path / "serial.log", UEFI_LIVE_MAC, MARKER, tap=TAP, timeout=600,
+                   memory_mb=2048, firmware="uefi")
+    measure("appliance e2e UEFI boot to systemd marker, live", boot.seconds, "s")
+    assert boot.found, boot.log[-4000:]
+    assert f"root=live:http://{address}:8080/images/debian/squashfs.img" in boot.log
+    assert "BOOTIF=01-52-54-00-a7-02-11" in boot.log
+    time.sleep(2)
     log = (tmp_path / "serial.log").read_text(errors="replace")
     assert f"{MARKER} failed=0" in log, log[-3000:]

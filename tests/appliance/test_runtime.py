@@ -122,6 +122,12 @@ def test_runtime_files_and_services() -> None:
     assert "root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp" in host_b and " rw" in host_b
     host_a = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-01"]
     assert "root=nfs4:192.168.50.9:/srv/bootpack/roots/img:vers=4,tcp" in host_a and " ro" in host_a
+    # UEFI clients get the same choices from GRUB, rendered for the same runtime address.
+    grub_b = rt.files["tftpboot/grub/hosts/52:54:00:00:00:02.cfg"]
+    assert "'root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp'" in grub_b
+    assert "configfile '/grub/hosts/52:54:00:00:00:01.cfg'" in rt.files["tftpboot/grub/grub.cfg"]
+    assert 'filename "bootx64.efi";' in rt.files["dhcpd.conf"]
+    assert "location /grub/ {\n            root /run/bootpack/tftpboot;" in nginx
 
 
 def test_proxy_and_off_modes() -> None:
@@ -131,6 +137,7 @@ def test_proxy_and_off_modes() -> None:
     assert rt.services[0].name == "dnsmasq"
     conf = rt.files["dnsmasq.conf"]
     assert "dhcp-range=10.2.0.0,proxy,255.255.255.0" in conf and "interface=eth0" in conf
+    assert "dhcp-boot=tag:bp-uefi,bootx64.efi,,10.2.0.3" in conf
     off = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"), mode="none").site
     assert next(s.name for s in render_runtime(spec, off, PATHS, "eth0").services) == "tftpd"
 
@@ -228,7 +235,7 @@ def test_health_without_serve_is_unhealthy(tmp_path: Path, capsys: pytest.Captur
 def test_serve_state_round_trips(tmp_path: Path) -> None:
     state = ServeState(pid=1, bundle="/b", digest="sha256:" + "0" * 64, interface="eth1",
                        address="127.0.0.1", subnet="127.0.0.0/8", mode="proxy",
-                       http_base="http://127.0.0.1:9", kernel=None, exports=(),
+                       http_base="http://127.0.0.1:9", loader="pxelinux.0", kernel=None, exports=(),
                        daemons={"tftpd": DaemonState(state="down", pid=None, restarts=2,
                                                      last_exit=1)})
     state.write(tmp_path)
@@ -240,3 +247,14 @@ def test_unreadable_serve_state_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "state.json").write_text('{"pid": "x"}')
     with pytest.raises(BootpackError, match="unreadable"):
         ServeState.read(tmp_path)
+
+
+def test_health_reads_the_first_loader_of_the_bundles_chains() -> None:
+    from bootpack.appliance.runtime import first_loader
+    from bootpack.spec import parse_spec
+    from tests.support.specs import lab_data
+
+    data = lab_data()
+    assert first_loader(parse_spec(data)) == "pxelinux.0"
+    data["loaders"] = {"chains": ["uefi"]}
+    assert first_loader(parse_spec(data)) == "bootx64.efi"

@@ -15,10 +15,14 @@ from bootpack.spec.site import Site
 from tests.support.specs import lab_data
 
 
-def lab(mode: str = "server"):  # type: ignore[no-untyped-def]
+def lab(mode: str = "server", chains: tuple[str, ...] = ("bios", "uefi"),  # type: ignore[no-untyped-def]
+        force: str | None = None):
     data = lab_data()
     data["dhcp"]["mode"] = mode
+    data["loaders"] = {"chains": list(chains)}
     data["hosts"].append({"name": "node2", "mac": "52:54:00:00:00:02", "ip": "10.0.2.51"})
+    if force:
+        data["hosts"][1]["chain"] = force
     spec = parse_spec(data)
     return spec, Site.from_spec(spec)
 
@@ -32,21 +36,65 @@ def test_isc_has_pxe_boot_data_and_a_fixed_address_per_host() -> None:
     assert "host node2 {" in text
 
 
+def test_isc_chooses_the_loader_by_option_93() -> None:
+    text = render_isc(*lab())
+    assert "option bootpack-arch code 93 = unsigned integer 16;" in text
+    assert ("  if option bootpack-arch = 00:07 or option bootpack-arch = 00:09 {\n"
+            '    filename "bootx64.efi";\n'
+            "  } elsif option bootpack-arch = 00:10 {\n"
+            '    option vendor-class-identifier "HTTPClient";\n'
+            '    filename "http://10.0.2.2/bootx64.efi";\n'
+            "  } else {\n"
+            '    filename "pxelinux.0";\n  }\n') in text
+    # a host block must not set a filename: it would override the architecture choice
+    host = text[text.index("host node1"):]
+    assert "filename" not in host and "next-server 10.0.2.2;" in host
+    only_bios = render_isc(*lab(chains=("bios",)))
+    assert "bootx64.efi" not in only_bios and '  filename "pxelinux.0";\n' in only_bios
+    assert "pxelinux.0" not in render_isc(*lab(chains=("uefi",)))
+
+
+def test_a_forced_host_gets_its_chain_whatever_its_architecture() -> None:
+    text = render_isc(*lab(force="bios"))
+    assert ('  if hardware = 01:52:54:00:00:00:02 {\n    filename "pxelinux.0";\n'
+            "  } elsif option bootpack-arch = 00:07") in text
+    dnsmasq = render_dnsmasq(*lab(force="uefi"))
+    assert "dhcp-mac=set:bp-force-uefi,52:54:00:00:00:02\n" in dnsmasq
+    assert "tag-if=set:bp-uefi,tag:bp-force-uefi\n" in dnsmasq
+    classes = json.loads(render_kea(*lab(force="uefi")))["Dhcp4"]["client-classes"]
+    assert classes[0]["test"] == ("((option[93].hex == 0x0007 or option[93].hex == 0x0009) and not "
+                                  "(pkt4.mac == 0x525400000002)) or pkt4.mac == 0x525400000002")
+
+
 def test_dnsmasq_server_and_proxy_forms() -> None:
     server = render_dnsmasq(*lab())
     assert "dhcp-range=10.0.2.100,10.0.2.200,255.255.255.0,3600" in server
-    assert "dhcp-boot=pxelinux.0,,10.0.2.2" in server
+    assert "dhcp-boot=tag:bp-bios,pxelinux.0,,10.0.2.2" in server
+    assert "dhcp-boot=tag:bp-uefi,bootx64.efi,,10.0.2.2" in server
+    assert "dhcp-boot=tag:bp-http,http://10.0.2.2/bootx64.efi" in server
+    assert "dhcp-option-force=tag:bp-http,option:vendor-class,HTTPClient" in server
+    for arch in (7, 9):
+        assert f"dhcp-match=set:bp-arch-uefi,option:client-arch,{arch}\n" in server
     assert "dhcp-host=52:54:00:aa:bb:cc,10.0.2.50,node1" in server
     proxy = render_dnsmasq(*lab("proxy"))
     assert "dhcp-range=10.0.2.0,proxy,255.255.255.0" in proxy
-    assert 'pxe-service=x86PC,"Lab",pxelinux,10.0.2.2' in proxy
+    assert 'pxe-service=tag:bp-bios,x86PC,"Lab",pxelinux,10.0.2.2' in proxy
+    assert "dhcp-boot=tag:bp-uefi,bootx64.efi,,10.0.2.2\n" in proxy and "EFI" not in proxy
     assert "dhcp-host" not in proxy  # proxy mode hands out no addresses
 
 
 def test_kea_reservations_and_boot_fields() -> None:
     config = json.loads(render_kea(*lab()))["Dhcp4"]
     subnet = config["subnet4"][0]
-    assert subnet["next-server"] == "10.0.2.2" and subnet["boot-file-name"] == "pxelinux.0"
+    assert subnet["next-server"] == "10.0.2.2" and "boot-file-name" not in subnet
+    classes = {c["name"]: c for c in config["client-classes"]}
+    assert classes["bootpack-uefi"]["boot-file-name"] == "bootx64.efi"
+    assert classes["bootpack-bios"]["boot-file-name"] == "pxelinux.0"
+    assert classes["bootpack-http"]["option-data"] == [{"name": "vendor-class-identifier",
+                                                         "data": "HTTPClient"}]
+    only_bios = json.loads(render_kea(*lab(chains=("bios",))))["Dhcp4"]
+    assert "client-classes" not in only_bios
+    assert only_bios["subnet4"][0]["boot-file-name"] == "pxelinux.0"
     assert subnet["pools"] == [{"pool": "10.0.2.100 - 10.0.2.200"}]
     assert {"hw-address": "52:54:00:aa:bb:cc", "ip-address": "10.0.2.50",
             "hostname": "node1"} in subnet["reservations"]
@@ -67,31 +115,37 @@ def _needs(program: str) -> None:
         pytest.fail(f"{program} not installed: run scripts/install --test")
 
 
+CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",)]
+
+
+@pytest.mark.parametrize("chains", CHAIN_SETS)
 @pytest.mark.parametrize("mode", ["server", "proxy"])
-def test_dnsmasq_accepts_the_snippet(tmp_path: Path, mode: str) -> None:
+def test_dnsmasq_accepts_the_snippet(tmp_path: Path, mode: str, chains: tuple[str, ...]) -> None:
     _needs("dnsmasq")
     conf = tmp_path / "dnsmasq.conf"
-    conf.write_text(render_dnsmasq(*lab(mode)))
+    conf.write_text(render_dnsmasq(*lab(mode, chains, force=chains[0])))
     result = _check(["dnsmasq", "--test", "-C", str(conf)])
     assert result.returncode == 0, result.stderr
     conf.write_text(conf.read_text() + "dhcp-range=nonsense\n")
     assert _check(["dnsmasq", "--test", "-C", str(conf)]).returncode != 0
 
 
-def test_isc_dhcpd_accepts_the_snippet(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chains", CHAIN_SETS)
+def test_isc_dhcpd_accepts_the_snippet(tmp_path: Path, chains: tuple[str, ...]) -> None:
     _needs("dhcpd")
     conf = tmp_path / "dhcpd.conf"
-    conf.write_text(render_isc(*lab()))
+    conf.write_text(render_isc(*lab("server", chains, force=chains[0])))
     result = _check(["dhcpd", "-t", "-cf", str(conf)])
     assert result.returncode == 0, result.stderr
     conf.write_text(conf.read_text().replace("fixed-address 10.0.2.50;", "fixed-address;"))
     assert _check(["dhcpd", "-t", "-cf", str(conf)]).returncode != 0
 
 
-def test_kea_accepts_the_snippet(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chains", CHAIN_SETS)
+def test_kea_accepts_the_snippet(tmp_path: Path, chains: tuple[str, ...]) -> None:
     _needs("kea-dhcp4")
     conf = tmp_path / "kea-dhcp4.json"
-    conf.write_text(render_kea(*lab()))
+    conf.write_text(render_kea(*lab("server", chains, force=chains[0])))
     result = _check(["kea-dhcp4", "-t", str(conf)])
     assert result.returncode == 0, result.stdout + result.stderr
     conf.write_text(conf.read_text().replace('"10.0.2.100 - 10.0.2.200"', '"10.9.9.1 - 10.9.9.2"'))
@@ -106,7 +160,7 @@ def test_menu_title_with_quotes_is_quoted_for_dnsmasq(tmp_path: Path) -> None:
     data["menu"]["title"] = 'Lab "A" \\ #1, x86'
     spec = parse_spec(data)
     text = render_dnsmasq(spec, Site.from_spec(spec))
-    assert 'pxe-service=x86PC,"Lab \\"A\\" \\\\ #1, x86",pxelinux,10.0.2.2\n' in text
+    assert 'pxe-service=tag:bp-bios,x86PC,"Lab \\"A\\" \\\\ #1, x86",pxelinux,10.0.2.2\n' in text
     conf = tmp_path / "dnsmasq.conf"
     conf.write_text(text)
     assert _check(["dnsmasq", "--test", "-C", str(conf)]).returncode == 0
@@ -125,3 +179,20 @@ def test_quoting_helpers_escape_or_refuse() -> None:
                           (quoting.nginx_path, "/srv/$x"), (quoting.nginx_path, "/a b")):
         with pytest.raises(BootpackError, match="cannot be written into"):
             helper(value)
+
+
+def test_the_daemons_reject_a_broken_architecture_rule(tmp_path: Path) -> None:
+    """The validators really read the new parts: break each one and each daemon says no."""
+    for program in ("dhcpd", "dnsmasq", "kea-dhcp4"):
+        _needs(program)
+    isc = tmp_path / "dhcpd.conf"
+    isc.write_text(render_isc(*lab()).replace("option bootpack-arch = 00:10 {",
+                                              "option bootpack-arch = {"))
+    assert _check(["dhcpd", "-t", "-cf", str(isc)]).returncode != 0
+    dnsmasq = tmp_path / "dnsmasq.conf"
+    dnsmasq.write_text(render_dnsmasq(*lab()).replace("option:client-arch,9", "option:no-such-option,9"))
+    assert _check(["dnsmasq", "--test", "-C", str(dnsmasq)]).returncode != 0
+    kea = tmp_path / "kea-dhcp4.json"
+    kea.write_text(render_kea(*lab()).replace("member('bootpack-uefi')", "member(bootpack-uefi)"))
+    result = _check(["kea-dhcp4", "-t", str(kea)])
+    assert result.returncode != 0

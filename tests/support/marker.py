@@ -28,6 +28,7 @@ INIT = f"""#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t devtmpfs dev /dev 2>/dev/null
 echo "{MARKER} cmdline: $(/bin/busybox cat /proc/cmdline)" > /dev/ttyS0
+echo "{MARKER} secureboot: $(/bin/busybox dmesg | /bin/busybox grep -o 'Secure boot [a-z]*')" > /dev/ttyS0
 echo "{MARKER} done" > /dev/ttyS0
 /bin/busybox poweroff -f
 """

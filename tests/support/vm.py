@@ -1,4 +1,9 @@
-"""Boot a QEMU VM (TCG, SeaBIOS + Debian's iPXE ROM) from the network and watch its serial console.
+"""Boot a QEMU VM from the network and watch its serial console.
+
+Firmware: "bios" (SeaBIOS + Debian's iPXE ROM), "uefi" (OVMF, Secure Boot off) or "secureboot"
+(OVMF with Microsoft's keys enrolled, SMM, secure pflash). For UEFI the NIC gets `romfile=`, so
+OVMF's own PXE client boots, as on real machines (QEMU's iPXE ROM would otherwise do it and,
+being unsigned, break Secure Boot).
 
 Two networks, as in the field notes: QEMU's user-mode DHCP+TFTP serving a tree (`tftp_root`),
 or a tap device the test attached to its own Docker bridge (`tap`). Never the host's network.
@@ -11,8 +16,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 QEMU = "qemu-system-x86_64"
+Firmware = Literal["bios", "uefi", "secureboot"]
+OVMF = Path("/usr/share/OVMF")
+# code, vars template
+OVMF_FILES = {"uefi": (OVMF / "OVMF_CODE_4M.fd", OVMF / "OVMF_VARS_4M.fd"),
+              "secureboot": (OVMF / "OVMF_CODE_4M.ms.fd", OVMF / "OVMF_VARS_4M.ms.fd")}
 
 
 @dataclass
@@ -26,10 +37,30 @@ def qemu_available() -> bool:
     return shutil.which(QEMU) is not None and Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists()
 
 
+def ovmf_available() -> bool:
+    return all(p.is_file() for pair in OVMF_FILES.values() for p in pair)
+
+
+def firmware_args(firmware: Firmware, vars_copy: Path) -> list[str]:
+    """QEMU arguments for the firmware; UEFI gets its own writable copy of the variable store."""
+    if firmware == "bios":
+        return []
+    code, template = OVMF_FILES[firmware]
+    shutil.copyfile(template, vars_copy)
+    machine = ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"] \
+        if firmware == "secureboot" else ["-machine", "q35"]
+    return [*machine,
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+
+
 def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = None,
             tap: str | None = None, timeout: float = 300, memory_mb: int = 1024,
-            bootfile: str = "pxelinux.0") -> Boot:
-    """Start a VM that PXE-boots, wait until `until` appears on its serial console, stop it."""
+            bootfile: str = "pxelinux.0", firmware: Firmware = "bios",
+            stop_on: str | None = None) -> Boot:
+    """Start a VM that PXE-boots, wait until `until` appears on its serial console, stop it.
+
+    `stop_on`: text that ends the wait early as a failure (e.g. a refusal message)."""
     if (tftp_root is None) == (tap is None):
         raise ValueError("give exactly one of tftp_root and tap")
     if tftp_root is not None:
@@ -37,9 +68,11 @@ def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = 
     else:
         netdev = f"tap,id=n0,ifname={tap},script=no,downscript=no"
     serial_log.unlink(missing_ok=True)
+    nic = f"virtio-net-pci,netdev=n0,mac={mac}" + (",romfile=" if firmware != "bios" else "")
     command = [QEMU, "-accel", "tcg", "-m", str(memory_mb), "-display", "none", "-nodefaults",
+               *firmware_args(firmware, serial_log.with_suffix(".vars.fd")),
                "-serial", f"file:{serial_log}", "-boot", "n", "-no-reboot",
-               "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
+               "-netdev", netdev, "-device", nic]
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     found = False
@@ -48,6 +81,8 @@ def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = 
             text = serial_log.read_text(errors="replace") if serial_log.exists() else ""
             if until in text:
                 found = True
+                break
+            if stop_on is not None and stop_on in text:
                 break
             if proc.poll() is not None:
                 break

@@ -1,0 +1,110 @@
+"""The one menu model every loader renders: which entries, which default, which timeout, and for
+each entry its kernel, initrd and full command line (root mode first, then the user's words).
+
+pxelinux (BIOS) and GRUB (UEFI) configs are both rendered from `boot_menu` and `host_item`, so a
+label, a default, a timeout and a command line mean the same on every firmware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bundle import layout
+from ..errors import BootpackError
+from ..spec.model import Entry, Host, Spec
+from ..spec.site import Site
+from .nfs import host_root_path, nfs_root_path, writable_hosts
+
+
+@dataclass(frozen=True)
+class BootItem:
+    """One bootable choice, loader-neutral. Paths are relative to the TFTP root."""
+
+    name: str
+    label: str
+    kernel: str | None  # None: boot the local disk
+    initrd: str | None
+    cmdline: str
+    bootif: bool  # the loader appends BOOTIF=<mac of the booting NIC> (nfs and live roots)
+
+
+@dataclass(frozen=True)
+class BootMenu:
+    title: str
+    timeout: int  # seconds; 0 boots the default at once, without a menu
+    default: str  # name of the default item
+    items: tuple[BootItem, ...]
+
+
+def plain_text(value: str, what: str) -> str:
+    """Menu text and command lines go into line-based config files: no control characters."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise BootpackError(f"{what}: {value!r} holds a control character (newline, tab, ...); "
+                            "use printable text")
+    return value
+
+
+def entry_initrd(spec: Spec, entry: Entry) -> str | None:
+    """The initrd an entry boots, relative to the TFTP root (None: the kernel boots alone).
+
+    A container-built image has a dracut netboot initrd for live and nfs entries, and its whole
+    root tree as the initramfs for ramdisk entries."""
+    if entry.image is None:
+        return None
+    image = spec.images[entry.image]
+    if image.container:
+        if entry.root == "ramdisk":
+            return layout.ramdisk_path(entry.image)
+        return layout.initrd_path(entry.image)
+    return layout.initrd_path(entry.image) if image.initrd is not None else None
+
+
+def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
+                   host: Host | None = None) -> str:
+    """The kernel command line for an entry: what its root mode needs, then the user's words.
+
+    A host with a writable root (hosts[].writable_root) mounts its own tree read-write.
+    """
+    image = spec.images[entry.image] if entry.image else None
+    words: list[str] = []
+    if entry.root == "nfs" and image is not None:
+        writable = host is not None and host in writable_hosts(spec, site)
+        path = host_root_path(site, host) if writable and host else nfs_root_path(spec, site, entry)
+        mode = "rw" if writable else "ro"
+        if entry_initrd(spec, entry) is None:
+            # The kernel mounts the root itself (CONFIG_ROOT_NFS, CONFIG_IP_PNP_DHCP).
+            words += ["root=/dev/nfs", f"nfsroot={site.address}:{path},vers={entry.nfs_version},tcp",
+                      "ip=dhcp", mode]
+        else:
+            scheme = "nfs4" if entry.nfs_version == 4 else "nfs"
+            words += [f"root={scheme}:{site.address}:{path}:vers={entry.nfs_version},tcp",
+                      "ip=dhcp", "rd.neednet=1", mode]
+    elif entry.root == "live" and entry.image is not None:
+        url = f"{site.http_base}/{layout.squashfs_path(entry.image)}"
+        words += [f"root=live:{url}", "rd.live.overlay.overlayfs=1", "ip=dhcp", "rd.neednet=1"]
+    words += [w for w in (entry.cmdline.strip(), extra.strip()) if w]
+    return " ".join(words)
+
+
+def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
+              host: Host | None = None) -> BootItem:
+    """An entry as a loader-neutral item; `extra` (a host's cmdline) goes after the entry's."""
+    label = plain_text(entry.menu_label, f"entry {entry.name}: label")
+    if entry.root == "local":
+        return BootItem(entry.name, label, None, None, "", False)
+    assert entry.image is not None  # checked by entry_images_exist
+    cmdline = plain_text(kernel_cmdline(spec, site, entry, extra, host), f"entry {entry.name}: cmdline")
+    return BootItem(entry.name, label, layout.kernel_path(entry.image), entry_initrd(spec, entry),
+                    cmdline, entry.root in ("nfs", "live"))
+
+
+def boot_menu(spec: Spec, site: Site) -> BootMenu:
+    """The menu every client without a host config sees."""
+    items = tuple(boot_item(spec, site, e) for e in spec.entries)
+    return BootMenu(title=plain_text(spec.menu.title, "menu.title"), timeout=spec.menu.timeout,
+                    default=spec.default_entry.name, items=items)
+
+
+def host_item(spec: Spec, site: Site, host: Host) -> BootItem:
+    """What a known host boots at once: its entry, with the host's cmdline after the entry's."""
+    return boot_item(spec, site, spec.host_entry(host), host.cmdline, host)
