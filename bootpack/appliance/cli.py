@@ -54,6 +54,7 @@ def _env(name: str) -> str | None:
 
 
 def _serve(args: argparse.Namespace, progress: Progress) -> int:
+    from .image import GENERIC_NOTE_FILE
     from .serve import ServeOptions, serve
 
     def pick(value: object, env: str, parse: object) -> object:
@@ -76,6 +77,10 @@ def _serve(args: argparse.Namespace, progress: Progress) -> int:
         pull_dir = args.pull_dir or (Path(d) if (d := _env("BOOTPACK_PULL_DIR")) else
                                      args.runtime_dir / "bundle")
         bundle = pull_for_serve(ref, pull_dir, verify, insecure, progress)
+    elif (bundle / GENERIC_NOTE_FILE).exists() and not (bundle / "bundle.json").exists():
+        raise BootpackError("this is the generic appliance image, which holds no bundle: give "
+                            "--bundle REGISTRY/REPO:VERSION (or BOOTPACK_BUNDLE_REF), with --verify "
+                            "PUBKEY for signed versions")
     elif verify is not None:
         raise BootpackError("--verify checks a published version: give it with --bundle "
                             "REGISTRY/REPO:VERSION (a bundle directory or baked image is served as is)")

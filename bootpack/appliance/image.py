@@ -8,6 +8,7 @@ from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -55,6 +56,9 @@ def image_labels(manifest: BundleManifest, epoch: int) -> dict[str, str]:
 
 
 GENERIC_LABEL = "dev.bootpack.appliance.generic"
+GENERIC_NOTE_FILE = "GENERIC-APPLIANCE"  # in /srv/bootpack of the generic image
+GENERIC_NOTE = ("This is bootpack's generic appliance image: it holds no bundle. Run it with\n"
+                "--bundle REGISTRY/REPO:VERSION (or BOOTPACK_BUNDLE_REF) and --verify PUBKEY.\n")
 
 
 def generic_labels(epoch: int) -> dict[str, str]:
@@ -75,8 +79,12 @@ def pack_bundle(bundle: Path | None, target: Path) -> None:
     """The bundle as an uncompressed tar that keeps owners, modes and links: the Dockerfile's
     ADD unpacks it as is (COPY would make every file root's, which breaks NFS root trees)."""
     with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
-        if bundle is None:
-            return  # the generic image: an empty tar, /srv/bootpack stays empty
+        if bundle is None:  # the generic image: only a note saying how to run it
+            note = GENERIC_NOTE.encode()
+            info = tarfile.TarInfo(GENERIC_NOTE_FILE)
+            info.size, info.mode = len(note), 0o644
+            tar.addfile(info, io.BytesIO(note))
+            return
         for path in walk(bundle):
             tar.add(path, arcname=path.relative_to(bundle).as_posix(), recursive=False)
 
@@ -86,9 +94,11 @@ def installed_source(target: Path) -> Path:
 
     Works the same from a checkout and from a plain `pip install`: the package folder as
     imported, a minimal pyproject.toml with this version and the installed distribution's
-    runtime requirements (extras left out)."""
+    runtime requirements (extras left out but `registry`)."""
     shutil.copytree(PACKAGE, target / "bootpack", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    requires = [r for r in (metadata.requires("bootpack") or []) if "extra ==" not in r]
+    # The runtime requirements and the `registry` extra: `serve --bundle REF` pulls in the image.
+    requires = [r for r in (metadata.requires("bootpack") or [])
+                if "extra ==" not in r or 'extra == "registry"' in r]
     deps = ", ".join(json.dumps(r.split(";")[0].strip()) for r in requires)
     (target / "pyproject.toml").write_text(f"""[build-system]
 requires = ["setuptools>=68"]
@@ -99,6 +109,9 @@ name = "bootpack"
 version = "{__version__}"
 requires-python = ">=3.11"
 dependencies = [{deps}]
+
+[project.scripts]
+bootpack = "bootpack.cli:main"
 
 [tool.setuptools.packages.find]
 include = ["bootpack*"]
