@@ -50,7 +50,7 @@ pytestmark = [pytest.mark.docker,
 
 GENERIC = "bp-appl-several:test"  # this module's own tag: other test sessions bake bp-appl-test
 BUSYBOX = Path("/bin/busybox")  # busybox-static (scripts/install --test)
-UDHCPC_SCRIPT = """#!/bb sh
+UDHCPC_SCRIPT = """#!/busybox sh
 [ "$1" = bound ] && echo "BOUND ip=$ip serverid=$serverid siaddr=$siaddr boot_file=$boot_file"
 exit 0
 """
@@ -148,9 +148,9 @@ def dhcp_client(client: docker.DockerClient, net: BootNet, name: str) -> Contain
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(name).remove(force=True)
     container = client.containers.run(
-        GENERIC, entrypoint=["/bb", "sleep", "3600"], name=name, network=net.network.name,
+        GENERIC, entrypoint=["/busybox", "sleep", "3600"], name=name, network=net.network.name,
         cap_add=["NET_RAW", "NET_ADMIN"], detach=True,
-        volumes={str(BUSYBOX): {"bind": "/bb", "mode": "ro"}})
+        volumes={str(BUSYBOX): {"bind": "/busybox", "mode": "ro"}})
     container.put_archive("/", _tar({"udhcpc.sh": (UDHCPC_SCRIPT.encode(), 0o755)}))
     return container
 
@@ -163,7 +163,7 @@ class Lease:
 
 def udhcpc(container: Container, tries: int = 3, wait: int = 2) -> Lease | None:
     """One DISCOVER/REQUEST cycle with busybox udhcpc: the lease, or None when nobody acked."""
-    code, out = container.exec_run(["/bb", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", str(tries),
+    code, out = container.exec_run(["/busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", str(tries),
                                     "-T", str(wait), "-s", "/udhcpc.sh"])
     text = out.decode(errors="replace")
     match = re.search(r"BOUND ip=(\S+) serverid=(\S+)", text)
