@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import os
 import re
 import subprocess
@@ -299,3 +300,79 @@ def tap_on(net: BootNet, tag: str) -> Iterator[str]:
         yield tap
     finally:
         subprocess.run(["ip", "link", "del", tap], capture_output=True)
+
+
+# -- proxy-DHCP fleet: stateless, any number side by side ----------------------------------------
+
+
+@dataclass
+class Fleet:
+    proxies: tuple[Container, ...]
+    dhcp: Container  # a plain DHCP server (dnsmasq, no boot options): the site's own
+    net: BootNet
+
+
+@pytest.fixture(scope="module")
+def fleet(client: docker.DockerClient, published: Published) -> Iterator[Fleet]:
+    with isolated_network(client, IPv4Network(f"10.79.{SLOT}.128/25"), "p") as net:
+        name = f"bp-appl-{SLOT}-plaindhcp"
+        with contextlib.suppress(docker.errors.NotFound):
+            client.containers.get(name).remove(force=True)
+        dhcp = client.containers.run(
+            GENERIC, name=name, detach=True, cap_add=["NET_ADMIN", "NET_RAW"],
+            entrypoint=["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-dhcp",
+                        "--port=0", "--user=root", "--interface=eth0", "--bind-interfaces",
+                        f"--dhcp-range={net.ip(100)},{net.ip(120)},255.255.255.128,10m",
+                        "--dhcp-leasefile=/tmp/leases", "--dhcp-authoritative"],
+            network=net.network.name)
+        proxies = tuple(
+            start(client, net, host, ["--dhcp", "proxy", "--bundle", published.signed, "--insecure",
+                                      "--verify", "/keys/site.pub"],
+                  f"bp-appl-{SLOT}-proxy{host}", public_key=published.public)
+            for host in (10, 11))
+        try:
+            for proxy in proxies:
+                print(f"\n{proxy.name} healthy {wait_healthy(proxy):.1f} s after start")
+            yield Fleet(proxies, dhcp, net)
+        finally:
+            for container in (*proxies, dhcp):
+                with contextlib.suppress(docker.errors.APIError):
+                    print(f"--- {container.name}\n{container.logs().decode(errors='replace')[-2000:]}")
+
+
+def test_proxy_fleet_next_to_a_plain_dhcp_server(client: docker.DockerClient, fleet: Fleet) -> None:
+    net = fleet.net
+    probe = ["/opt/bootpack/bin/python", "-m", "bootpack.appliance.dhcp_probe", "--interface", "eth0",
+             "--mac", "52:54:00:a7:0f:01", "--pxe", "--timeout", "4"]
+    output = client.containers.run(GENERIC, entrypoint=probe, network=net.network.name,
+                                   cap_add=["NET_RAW"], remove=True, stdout=True, stderr=False)
+    offers = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    by_server = {o["server"]: o for o in offers}
+    fleet.dhcp.reload()
+    plain = fleet.dhcp.attrs["NetworkSettings"]["Networks"][net.network.name]["IPAddress"]
+    assert set(by_server) == {plain, net.ip(10), net.ip(11)}, offers
+    # Only the plain server hands out addresses; each proxy offers boot data pointing to itself.
+    assert by_server[plain]["yiaddr"] in [net.ip(n) for n in range(100, 121)]
+    for host in (10, 11):
+        reply = by_server[net.ip(host)]
+        assert reply["yiaddr"] == "0.0.0.0" and reply["vendor_class"] == "PXEClient"
+        assert reply["siaddr"] == net.ip(host) and reply["file"] == "pxelinux.0"
+    # A plain client gets its lease from the site's server, undisturbed by the fleet.
+    c = dhcp_client(client, net, f"bp-appl-{SLOT}-pc")
+    try:
+        lease = udhcpc(c)
+        assert lease is not None and lease.server == plain
+    finally:
+        c.remove(force=True)
+
+
+@pytest.mark.boot
+def test_proxy_fleet_boots_a_vm(fleet: Fleet, tmp_path: Path) -> None:
+    if not qemu_available():
+        pytest.fail("qemu-system-x86_64 and ipxe-qemu are needed (scripts/install --test)")
+    with tap_on(fleet.net, "p") as tap:
+        boot = boot_vm(tmp_path / "serial.log", "52:54:00:a7:0f:02", f"{MARKER} done", tap=tap,
+                       timeout=240)
+    print(f"\nVM through the proxy fleet: {'marker' if boot.found else 'NO marker'} after "
+          f"{boot.seconds:.1f} s")
+    assert boot.found, boot.log[-4000:]
