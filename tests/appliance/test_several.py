@@ -150,7 +150,7 @@ def dhcp_client(client: docker.DockerClient, net: BootNet, name: str) -> Contain
         client.containers.get(name).remove(force=True)
     container = client.containers.run(
         GENERIC, entrypoint=["/busybox", "sleep", "3600"], name=name, network=net.network.name,
-        cap_add=["NET_RAW", "NET_ADMIN"], detach=True,
+        cap_add=["NET_RAW", "NET_ADMIN"], detach=True, healthcheck={"test": ["NONE"]},
         volumes={str(BUSYBOX): {"bind": "/busybox", "mode": "ro"}})
     container.put_archive("/", _tar({"udhcpc.sh": (UDHCPC_SCRIPT.encode(), 0o755)}))
     return container
@@ -320,6 +320,7 @@ def fleet(client: docker.DockerClient, published: Published) -> Iterator[Fleet]:
             client.containers.get(name).remove(force=True)
         dhcp = client.containers.run(
             GENERIC, name=name, detach=True, cap_add=["NET_ADMIN", "NET_RAW"],
+            healthcheck={"test": ["NONE"]},
             entrypoint=["dnsmasq", "--keep-in-foreground", "--log-facility=-", "--log-dhcp",
                         "--port=0", "--user=root", "--interface=eth0", "--bind-interfaces",
                         f"--dhcp-range={net.ip(100)},{net.ip(120)},255.255.255.128,10m",
@@ -347,6 +348,7 @@ def test_proxy_fleet_next_to_a_plain_dhcp_server(client: docker.DockerClient, fl
     output = client.containers.run(GENERIC, entrypoint=probe, network=net.network.name,
                                    cap_add=["NET_RAW"], remove=True, stdout=True, stderr=False)
     offers = [json.loads(line) for line in output.decode().splitlines() if line.strip()]
+    print("\noffers:\n" + "\n".join(json.dumps(o, sort_keys=True) for o in offers))
     by_server = {o["server"]: o for o in offers}
     fleet.dhcp.reload()
     plain = fleet.dhcp.attrs["NetworkSettings"]["Networks"][net.network.name]["IPAddress"]
