@@ -176,14 +176,18 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     p = commands.add_parser(
         "serve", help="serve a bundle: DHCP, TFTP, HTTP and NFS, supervised",
-        description="Serve BUNDLE_DIR on one interface: ISC dhcpd (server mode) or dnsmasq (proxy "
-        "mode), tftpd-hpa, nginx and NFS-Ganesha with rpcbind. Configs are rendered for the "
+        description="Serve BUNDLE_DIR (or the published version --bundle REF, pulled and verified "
+        "at start) on one interface: ISC dhcpd (server mode; Kea with its HA hook for a --peer "
+        "pair) or dnsmasq (proxy mode), tftpd-hpa, nginx and NFS-Ganesha with rpcbind. "
+        "Configs are rendered for the "
         "network it runs on into --runtime-dir (the bundle is never written): when the address "
         "or subnet differ from the spec's, pxelinux configs, DHCP, exports and URLs follow. "
         "Daemons are restarted with backoff; SIGTERM stops everything. This is the appliance "
         "image's entry point.",
         epilog="Environment: BOOTPACK_INTERFACE, BOOTPACK_ADDRESS, BOOTPACK_DHCP, BOOTPACK_RANGE, "
-        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS stand for the options; "
+        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS, BOOTPACK_BUNDLE_REF, "
+        "BOOTPACK_VERIFY, BOOTPACK_INSECURE=1, BOOTPACK_PULL_DIR, BOOTPACK_PEERS (space separated), "
+        "BOOTPACK_PEER_NAME stand for the options; "
         "BOOTPACK_RESTART_DELAY sets the first restart delay in seconds (default 1).")
     p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", nargs="?",
                    default=Path(os.environ.get("BOOTPACK_BUNDLE", ".")),
