@@ -116,6 +116,10 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     if tftp.exists():
         shutil.rmtree(tftp)
     root.mkdir(parents=True, exist_ok=True)
+    # Every daemon is started afresh: a pid file left by a crash (a restarted container reuses
+    # pids) would make kea-dhcp4 refuse to start ("already running?").
+    for stale in root.glob("*.pid"):
+        stale.unlink()
     for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     source = Path(paths.bundle) / layout.TFTP_DIR

@@ -146,3 +146,24 @@ def test_serve_refuses_bad_peers_with_exit_2(tmp_path: Path, capsys: pytest.Capt
     assert "no host names" in err and "Traceback" not in err
     code = main(["serve", str(tmp_path), "--verify", str(tmp_path / "k.pub")])
     assert code == 2 and "--verify checks a published version" in capsys.readouterr().err
+
+
+def test_stale_pid_files_are_removed_at_start(tmp_path: Path) -> None:
+    """Found by the failover test: a crashed, restarted appliance kept Kea's pid file, whose pid
+    belonged to another process in the new container, and Kea refused to start."""
+    from bootpack.appliance.serve import prepare_runtime
+    from bootpack.bundle import layout
+
+    spec = make_spec()
+    site = runtime_site(spec, root="/srv/bootpack").site
+    bundle = tmp_path / "bundle"
+    (bundle / layout.TFTP_DIR).mkdir(parents=True)
+    paths = Paths(bundle=str(bundle), runtime=str(tmp_path / "run"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "kea-dhcp4.kea-dhcp4.pid").write_text("1\n")
+    (tmp_path / "run" / "kea-leases4.csv").write_text("leases\n")
+    runtime = render_runtime(spec, site, paths, "eth0", ha=HighAvailability(PEERS, "boot-a"))
+    prepare_runtime(paths, runtime)
+    assert not (tmp_path / "run" / "kea-dhcp4.kea-dhcp4.pid").exists()
+    assert (tmp_path / "run" / "kea-leases4.csv").read_text() == "leases\n"  # leases are kept
+    assert (tmp_path / "run" / "kea-dhcp4.conf").is_file()

@@ -22,7 +22,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -173,10 +173,10 @@ def udhcpc(container: Container, tries: int = 3, wait: int = 2) -> Lease | None:
     return Lease(match[1], match[2])
 
 
-def wait_for_log(container: Container, pattern: str, timeout: float = 60) -> float:
+def wait_for_log(container: Container, pattern: str, timeout: float = 60, since: int | None = None) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        if re.search(pattern, container.logs().decode(errors="replace")):
+        if re.search(pattern, container.logs(since=since).decode(errors="replace")):
             return time.monotonic() - start
         container.reload()
         if container.status != "running":
@@ -212,6 +212,7 @@ class Pair:
     primary: Container
     standby: Container
     net: BootNet
+    handed_by_standby: list[str] = field(default_factory=list)  # addresses leased after the failover
 
 
 @pytest.fixture(scope="module")
@@ -263,6 +264,7 @@ def test_ha_pair_failover_keeps_leases(client: docker.DockerClient, pair: Pair) 
         assert answered is not None, pair.standby.logs().decode()[-3000:]
         print(f"\nfailover: primary killed -> first lease from the standby in {failover:.1f} s")
         assert answered.server == net.ip(11) and answered.ip in pool and answered.ip != lease.ip
+        pair.handed_by_standby.append(answered.ip)
 
         again = udhcpc(first)
         assert again == Lease(lease.ip, net.ip(11)), "the lease handed before the failover is kept"
@@ -379,3 +381,19 @@ def test_proxy_fleet_boots_a_vm(fleet: Fleet, tmp_path: Path) -> None:
     print(f"\nVM through the proxy fleet: {'marker' if boot.found else 'NO marker'} after "
           f"{boot.seconds:.1f} s")
     assert boot.found, boot.log[-4000:]
+
+
+def test_ha_primary_comes_back_and_gets_the_standbys_leases(pair: Pair) -> None:
+    """Restarted after the failover, the primary pulls and verifies its version again, syncs the
+    leases the standby handed out meanwhile and the pair is back in hot-standby."""
+    assert pair.handed_by_standby, "runs after test_ha_pair_failover_keeps_leases"
+    pair.primary.reload()
+    if pair.primary.status == "running":
+        pair.primary.kill()
+    since = int(time.time())
+    pair.primary.start()
+    seconds = wait_for_log(pair.primary, r"HA_STATE_TRANSITION.* to HOT-STANDBY state", since=since)
+    print(f"\nprimary back in hot-standby {seconds:.1f} s after its restart")
+    _, leases = pair.primary.exec_run(["cat", "/run/bootpack/kea-leases4.csv"])
+    for ip in pair.handed_by_standby:
+        assert ip in leases.decode(), leases.decode()
