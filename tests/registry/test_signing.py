@@ -138,6 +138,10 @@ def test_signed_version_verifies_and_the_key_stays_here(
     assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "out", "--insecure",
                     "--verify", keys["site.pub"]) == 0
     assert "signature ok" in capsys.readouterr().out
+    capsys.readouterr()
+    assert bootpack("inspect", repo, "--insecure", "--json") == 0
+    kinds = {row["tag"]: row["kind"] for row in json.loads(capsys.readouterr().out)}
+    assert kinds == {"1.0": "bundle", "latest": "bundle", fallback_tag(digest): "signature"}
     assert (tmp_path / "out" / "bundle.json").is_file()
     # by digest too
     assert bootpack("pull", f"{repo}@{digest}", "-o", tmp_path / "d", "--insecure",
