@@ -167,3 +167,23 @@ def test_stale_pid_files_are_removed_at_start(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "kea-dhcp4.kea-dhcp4.pid").exists()
     assert (tmp_path / "run" / "kea-leases4.csv").read_text() == "leases\n"  # leases are kept
     assert (tmp_path / "run" / "kea-dhcp4.conf").is_file()
+
+
+def test_serve_bundle_reference_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`serve --bundle` fails before any daemon with a clear message: a malformed reference, an
+    unreachable registry, the generic image started without --bundle."""
+    run = tmp_path / "run"
+    assert main(["serve", "--runtime-dir", str(run), "--bundle", "site/boot:1.0"]) == 2
+    err = capsys.readouterr().err
+    assert "name the registry host first" in err and "Traceback" not in err
+    assert main(["serve", "--runtime-dir", str(run), "--insecure",
+                 "--bundle", "127.0.0.1:1/site/boot:1.0"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the registry" in err and "Traceback" not in err
+    from bootpack.appliance.image import GENERIC_NOTE, GENERIC_NOTE_FILE
+
+    generic = tmp_path / "srv"
+    generic.mkdir()
+    (generic / GENERIC_NOTE_FILE).write_text(GENERIC_NOTE)
+    assert main(["serve", str(generic), "--runtime-dir", str(run)]) == 2
+    assert "generic appliance image" in capsys.readouterr().err
