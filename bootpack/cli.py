@@ -80,7 +80,7 @@ def _push(args: argparse.Namespace, progress: Progress) -> int:
     from .release import publish
 
     result = publish(args.source, args.ref, image=args.image, with_image=not args.no_image,
-                     force=args.force, insecure=args.insecure, progress=progress)
+                     force=args.force, insecure=args.insecure, progress=progress, sign=args.sign)
     b = result.bundle
     print(f"bundle {b.name} {b.version} {b.digest}")
     a = result.artifact
@@ -88,16 +88,33 @@ def _push(args: argparse.Namespace, progress: Progress) -> int:
     if result.image is not None:
         i = result.image
         print(f"appliance {i.ref}@{i.digest}  {'pushed' if i.pushed else 'unchanged (already published)'}")
+    if result.signature is not None:
+        s = result.signature
+        where = "referrers API" if s.where == "referrers" else f"tag {s.where}"
+        print(f"signature {s.ref}  key {s.key}  ({where})")
     return 0
 
 
 def _pull(args: argparse.Namespace, progress: Progress) -> int:
     from .registry import fetch
 
-    result = fetch(args.ref, args.output, insecure=args.insecure, progress=progress)
+    result = fetch(args.ref, args.output, insecure=args.insecure, progress=progress,
+                   public_key=args.verify)
+    if args.verify is not None:
+        print(f"signature ok: {result.ref}@{result.manifest_digest} signed by {args.verify}")
     print(f"{result.output}: {result.files} files, {result.size / 1e6:.1f} MB, {result.bundle_digest} "
           f"(from {result.ref}@{result.manifest_digest})")
     print(f"{result.archive}")
+    return 0
+
+
+def _key_generate(args: argparse.Namespace, progress: Progress) -> int:
+    from .registry.signature import generate_key
+
+    private, public, kid = generate_key(args.keyfile, args.public)
+    print(f"private key {private} (keep it here, mode 0600)")
+    print(f"public key  {public}")
+    print(f"key id      {kid}")
     return 0
 
 
@@ -188,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--no-image", action="store_true", help="push only the bundle artifact")
     p.add_argument("--force", action="store_true", help="replace a version that holds other content")
     p.add_argument("--insecure", action="store_true", help=insecure_help)
+    p.add_argument("--sign", type=Path, metavar="KEY", help="sign the bundle artifact with this "
+                   "Ed25519 private key (PKCS#8 PEM, from `bootpack key generate`); the key stays "
+                   "here, only the signature is uploaded (OCI referrers, or tag sha256-HEX.sig)")
     p.set_defaults(handler=_push)
 
     p = commands.add_parser("pull", help="fetch a published bundle into a directory, verified",
@@ -200,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                    help="bundle directory to create or replace")
     p.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry")
+    p.add_argument("--verify", type=Path, metavar="PUBKEY", help="refuse the version unless it "
+                   "carries a valid signature by this Ed25519 public key (PEM); unsigned, wrongly "
+                   "signed or tampered versions exit with status 2 and change nothing")
     p.set_defaults(handler=_pull)
 
     p = commands.add_parser("inspect", help="list the bundles and appliance images published in REF",
@@ -210,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--insecure", action="store_true", help="talk plain HTTP to the registry")
     p.set_defaults(handler=_inspect)
+
+    p = commands.add_parser("key", help="make a signing key pair (bootpack push --sign)",
+                            description="Signing keys for published versions: Ed25519, standard PEM.")
+    key_commands = p.add_subparsers(dest="key_command", metavar="ACTION", required=True)
+    k = key_commands.add_parser("generate", help="write a new Ed25519 key pair",
+                                description="Write KEYFILE (the private key, PKCS#8 PEM, mode 0600: "
+                                "keep it on the signing machine) and KEYFILE.pub (the public key, "
+                                "SubjectPublicKeyInfo PEM: give it to `pull --verify` and the "
+                                "appliances). Existing files are never overwritten.")
+    k.add_argument("keyfile", type=Path, metavar="KEYFILE")
+    k.add_argument("--public", type=Path, metavar="FILE", help="where the public key goes "
+                   "(default KEYFILE.pub)")
+    k.set_defaults(handler=_key_generate)
     _add_appliance_commands(commands)
     return parser
 

@@ -11,6 +11,7 @@ failed push never leaves `latest` or `latest-appliance` pointing at half a relea
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,10 @@ from .compiler import build_bundle
 from .errors import BootpackError
 from .progress import NORMAL, Progress
 from .registry import image as registry_image
-from .registry.client import Manifest, connect
+from .registry.client import OCI_MANIFEST, Manifest, connect
 from .registry.push import PushResult, check_bundle_tag, move_latest, push_bundle
 from .registry.reference import LATEST, Reference, appliance_tag, check_version_tag, parse_reference
+from .registry.signature import Signed, load_private_key, sign_bundle
 from .spec import load_spec
 
 
@@ -50,6 +52,7 @@ class PublishResult:
     bundle: Bundle
     artifact: PushResult
     image: ImagePush | None
+    signature: Signed | None = None
 
 
 def open_source(source: Path, workdir: Path, progress: Progress) -> Bundle:
@@ -95,10 +98,15 @@ def ensure_appliance_image(bundle: Bundle, *, image: str | None = None, client: 
 
 
 def publish(source: Path, ref: str, *, image: str | None = None, with_image: bool = True,
-            force: bool = False, insecure: bool = False, progress: Progress | None = None) -> PublishResult:
-    """`bootpack push`: SPEC or BUNDLE_DIR -> REF:VERSION (artifact) and REF:VERSION-appliance."""
+            force: bool = False, insecure: bool = False, progress: Progress | None = None,
+            sign: Path | None = None) -> PublishResult:
+    """`bootpack push`: SPEC or BUNDLE_DIR -> REF:VERSION (artifact) and REF:VERSION-appliance.
+
+    With sign (--sign KEY), the artifact gets an Ed25519 signature (bootpack.registry.signature)
+    before `latest` moves; the private key is read here and never sent anywhere."""
     progress = progress or Progress(NORMAL)
     repo = parse_reference(ref, allow_tag=False, allow_digest=False)
+    key = load_private_key(sign) if sign is not None else None  # a bad key fails before any work
     with tempfile.TemporaryDirectory(prefix="bootpack-push-") as tmp:
         bundle = open_source(source, Path(tmp), progress)
         docker = image_id = None
@@ -129,6 +137,12 @@ def publish(source: Path, ref: str, *, image: str | None = None, with_image: boo
             image_result = ImagePush(plan.ref, plan.existing.digest, False)
         artifact = push_bundle(client, artifact_ref, bundle, existing=existing_artifact,
                                push=push_artifact, progress=progress)
+        signed = None
+        if key is not None:
+            pushed = Manifest(raw=artifact.raw, digest=artifact.digest, media_type=OCI_MANIFEST,
+                              data=json.loads(artifact.raw))
+            with progress.step(f"Signing {artifact.ref}@{artifact.digest}"):
+                signed = sign_bundle(client, artifact.ref, pushed, key)
 
         # Only now the `latest` tags, both versions being in place.
         if plan is not None and plan.push:
@@ -136,4 +150,4 @@ def publish(source: Path, ref: str, *, image: str | None = None, with_image: boo
             with progress.step(f"Moving {latest_image.tag} to {bundle.version}"):
                 registry_image.push_image(plan.client, plan.image_id, latest_image, progress)
         move_latest(client, repo, artifact)
-        return PublishResult(bundle=bundle, artifact=artifact, image=image_result)
+        return PublishResult(bundle=bundle, artifact=artifact, image=image_result, signature=signed)

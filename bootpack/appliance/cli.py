@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..errors import BootpackError
 from ..progress import Progress
 from ..spec.model import DhcpMode
+from .runtime import Peer, parse_peer
 from .state import default_runtime_dir
 
 
@@ -40,11 +42,19 @@ def _dhcp_mode(value: str) -> DhcpMode:
     return modes[value]
 
 
+def _peer(value: str) -> Peer:
+    try:
+        return parse_peer(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
 def _serve(args: argparse.Namespace, progress: Progress) -> int:
+    from .image import GENERIC_NOTE_FILE
     from .serve import ServeOptions, serve
 
     def pick(value: object, env: str, parse: object) -> object:
@@ -59,8 +69,23 @@ def _serve(args: argparse.Namespace, progress: Progress) -> int:
             raise BootpackError(f"${env}: {exc}") from None
 
     force = args.force_dhcp or (_env("BOOTPACK_FORCE_DHCP") or "0").lower() in ("1", "yes", "true")
+    bundle: Path = args.bundle
+    ref = args.bundle_ref or _env("BOOTPACK_BUNDLE_REF")
+    verify = args.verify or (Path(v) if (v := _env("BOOTPACK_VERIFY")) else None)
+    if ref is not None:
+        insecure = args.insecure or (_env("BOOTPACK_INSECURE") or "0").lower() in ("1", "yes", "true")
+        pull_dir = args.pull_dir or (Path(d) if (d := _env("BOOTPACK_PULL_DIR")) else
+                                     args.runtime_dir / "bundle")
+        bundle = pull_for_serve(ref, pull_dir, verify, insecure, progress)
+    elif (bundle / GENERIC_NOTE_FILE).exists() and not (bundle / "bundle.json").exists():
+        raise BootpackError("this is the generic appliance image, which holds no bundle: give "
+                            "--bundle REGISTRY/REPO:VERSION (or BOOTPACK_BUNDLE_REF), with --verify "
+                            "PUBKEY for signed versions")
+    elif verify is not None:
+        raise BootpackError("--verify checks a published version: give it with --bundle "
+                            "REGISTRY/REPO:VERSION (a bundle directory or baked image is served as is)")
     options = ServeOptions(
-        bundle=args.bundle,
+        bundle=bundle,
         interface=args.interface or _env("BOOTPACK_INTERFACE"),
         address=pick(args.address, "BOOTPACK_ADDRESS", _address),  # type: ignore[arg-type]
         dhcp=pick(args.dhcp, "BOOTPACK_DHCP", _dhcp_mode),  # type: ignore[arg-type]
@@ -68,8 +93,35 @@ def _serve(args: argparse.Namespace, progress: Progress) -> int:
         force_dhcp=force,
         runtime=args.runtime_dir,
         host_roots=args.host_roots or (Path(h) if (h := _env("BOOTPACK_HOST_ROOTS")) else None),
+        peers=tuple(args.peer or pick(None, "BOOTPACK_PEERS", _peers) or ()),  # type: ignore[arg-type]
+        peer_name=args.peer_name or _env("BOOTPACK_PEER_NAME"),
     )
     return serve(options)
+
+
+def _peers(value: str) -> tuple[Peer, ...]:
+    """$BOOTPACK_PEERS: NAME=URL entries separated by spaces or commas."""
+    return tuple(_peer(v) for v in re.split(r"[\s,]+", value.strip()) if v)
+
+
+def pull_for_serve(ref: str, target: Path, verify: Path | None, insecure: bool,
+                   progress: Progress) -> Path:
+    """`serve --bundle REF`: pull (and with --verify check the signature of) the published
+    version into target at every start, so one generic appliance image serves any version and
+    a rollback is a restart with another tag. A refused version stops serve with exit status 2
+    before any daemon starts."""
+    from ..registry.pull import fetch
+    from .supervisor import Output
+
+    out = Output()
+    out.line("bootpack", f"pulling {ref} into {target}"
+             + (f", verifying its signature with {verify}" if verify else " (no --verify: unsigned "
+                "versions are accepted)"))
+    result = fetch(ref, target, insecure=insecure, progress=progress, public_key=verify)
+    out.line("bootpack", f"pulled {result.ref}@{result.manifest_digest}: bundle "
+             f"{result.bundle.name} {result.bundle.version} ({result.bundle_digest})"
+             + (", signature ok" if verify else ""))
+    return result.output
 
 
 def _health(args: argparse.Namespace, progress: Progress) -> int:
@@ -92,7 +144,17 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
     from ..bundle.manifest import DIGEST_KEY
     from .image import bake_image
 
-    source: Path = args.source
+    source: Path | None = args.source
+    if args.generic:
+        if source is not None:
+            raise BootpackError("--generic bakes no bundle: give either SPEC|BUNDLE_DIR or --generic")
+        result = bake_image(None, args.tag, base=args.base, progress=progress)
+        print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), generic: run it with "
+              "--bundle REGISTRY/REPO:VERSION")
+        return 0
+    if source is None:
+        raise BootpackError("give SPEC|BUNDLE_DIR to bake, or --generic for the image that pulls "
+                            "its bundle at start")
     if (source / layout.MANIFEST).is_file():
         result = bake_image(Bundle.open(source), args.tag, base=args.base, progress=progress)
     else:
@@ -114,18 +176,34 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     p = commands.add_parser(
         "serve", help="serve a bundle: DHCP, TFTP, HTTP and NFS, supervised",
-        description="Serve BUNDLE_DIR on one interface: ISC dhcpd (server mode) or dnsmasq (proxy "
-        "mode), tftpd-hpa, nginx and NFS-Ganesha with rpcbind. Configs are rendered for the "
+        description="Serve BUNDLE_DIR (or the published version --bundle REF, pulled and verified "
+        "at start) on one interface: ISC dhcpd (server mode; Kea with its HA hook for a --peer "
+        "pair) or dnsmasq (proxy mode), tftpd-hpa, nginx and NFS-Ganesha with rpcbind. "
+        "Configs are rendered for the "
         "network it runs on into --runtime-dir (the bundle is never written): when the address "
         "or subnet differ from the spec's, pxelinux configs, DHCP, exports and URLs follow. "
         "Daemons are restarted with backoff; SIGTERM stops everything. This is the appliance "
         "image's entry point.",
         epilog="Environment: BOOTPACK_INTERFACE, BOOTPACK_ADDRESS, BOOTPACK_DHCP, BOOTPACK_RANGE, "
-        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS stand for the options; "
+        "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS, BOOTPACK_BUNDLE_REF, "
+        "BOOTPACK_VERIFY, BOOTPACK_INSECURE=1, BOOTPACK_PULL_DIR, BOOTPACK_PEERS (space separated), "
+        "BOOTPACK_PEER_NAME stand for the options; "
         "BOOTPACK_RESTART_DELAY sets the first restart delay in seconds (default 1).")
     p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", nargs="?",
                    default=Path(os.environ.get("BOOTPACK_BUNDLE", ".")),
-                   help="the bundle directory (default $BOOTPACK_BUNDLE)")
+                   help="the bundle directory (default $BOOTPACK_BUNDLE); ignored with --bundle")
+    p.add_argument("--bundle", dest="bundle_ref", metavar="REGISTRY/REPO:VERSION|@sha256:DIGEST",
+                   help="serve a published version: pull it at start (verified like `bootpack "
+                   "pull`) into --pull-dir and serve that; a rollback is a restart with another "
+                   "tag (env BOOTPACK_BUNDLE_REF)")
+    p.add_argument("--verify", type=Path, metavar="PUBKEY",
+                   help="with --bundle: refuse to start (exit 2) unless the version carries a valid "
+                   "signature by this Ed25519 public key (env BOOTPACK_VERIFY)")
+    p.add_argument("--insecure", action="store_true",
+                   help="with --bundle: plain HTTP to the registry (env BOOTPACK_INSECURE=1)")
+    p.add_argument("--pull-dir", type=Path, metavar="DIR",
+                   help="where --bundle puts the pulled bundle (default RUNTIME_DIR/bundle; the "
+                   "appliance image uses the volume /var/lib/bootpack/bundle; env BOOTPACK_PULL_DIR)")
     p.add_argument("-i", "--interface", metavar="IFACE",
                    help="serve on this interface (default: the one holding --address, or the "
                    "only one with an IPv4 address)")
@@ -139,6 +217,14 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    "offsets)")
     p.add_argument("--force-dhcp", action="store_true",
                    help="start the DHCP server even if another DHCP server answers")
+    p.add_argument("--peer", type=_peer, action="append", metavar="NAME=http://IP[:PORT]/",
+                   help="DHCP high availability: serve DHCP with Kea's HA hook (hot-standby) "
+                   "together with the other appliances given; repeat for each member, this one "
+                   "included, the primary first and the standby second, the same list on every "
+                   "member (this one is found by its address). Port default 8000 (env "
+                   "BOOTPACK_PEERS, space separated)")
+    p.add_argument("--peer-name", metavar="NAME",
+                   help="which --peer this appliance is (default: the one on its address)")
     p.add_argument("--runtime-dir", type=Path, default=runtime_default, metavar="DIR",
                    help=f"where runtime configs and state go (default {runtime_default})")
     p.add_argument("--host-roots", type=Path, metavar="DIR",
@@ -160,7 +246,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Build the appliance image (bootpack/appliance/Dockerfile) holding "
         "SOURCE (a bundle directory, or a spec that is built first), labelled with OCI "
         "annotations and the bundle digest. Run it with `docker run` (see docs/appliance.md).")
-    p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR")
+    p.add_argument("source", type=Path, metavar="SPEC|BUNDLE_DIR", nargs="?")
+    p.add_argument("--generic", action="store_true",
+                   help="bake no bundle: the generic appliance image, run with `--bundle REF`")
     p.add_argument("-t", "--tag", required=True, metavar="REF", help="image reference, e.g. boot:1.0")
     p.add_argument("--base", default="debian:bookworm-slim", metavar="IMAGE",
                    help="base image (Debian 12 based; made locally with mmdebstrap when it is "

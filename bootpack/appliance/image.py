@@ -8,6 +8,7 @@ from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -54,10 +55,36 @@ def image_labels(manifest: BundleManifest, epoch: int) -> dict[str, str]:
     }
 
 
-def pack_bundle(bundle: Path, target: Path) -> None:
+GENERIC_LABEL = "dev.bootpack.appliance.generic"
+GENERIC_NOTE_FILE = "GENERIC-APPLIANCE"  # in /srv/bootpack of the generic image
+GENERIC_NOTE = ("This is bootpack's generic appliance image: it holds no bundle. Run it with\n"
+                "--bundle REGISTRY/REPO:VERSION (or BOOTPACK_BUNDLE_REF) and --verify PUBKEY.\n")
+
+
+def generic_labels(epoch: int) -> dict[str, str]:
+    """Labels of the generic appliance image (no bundle inside: `serve --bundle REF`)."""
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "org.opencontainers.image.title": "bootpack appliance",
+        "org.opencontainers.image.version": __version__,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.description": "bootpack boot appliance without a bundle: run it "
+        "with --bundle REGISTRY/REPO:VERSION (and --verify PUBKEY)",
+        GENERIC_LABEL: "true",
+        BOOTPACK_VERSION_KEY: __version__,
+    }
+
+
+def pack_bundle(bundle: Path | None, target: Path) -> None:
     """The bundle as an uncompressed tar that keeps owners, modes and links: the Dockerfile's
     ADD unpacks it as is (COPY would make every file root's, which breaks NFS root trees)."""
     with tarfile.open(target, "w", format=tarfile.PAX_FORMAT) as tar:
+        if bundle is None:  # the generic image: only a note saying how to run it
+            note = GENERIC_NOTE.encode()
+            info = tarfile.TarInfo(GENERIC_NOTE_FILE)
+            info.size, info.mode = len(note), 0o644
+            tar.addfile(info, io.BytesIO(note))
+            return
         for path in walk(bundle):
             tar.add(path, arcname=path.relative_to(bundle).as_posix(), recursive=False)
 
@@ -67,9 +94,11 @@ def installed_source(target: Path) -> Path:
 
     Works the same from a checkout and from a plain `pip install`: the package folder as
     imported, a minimal pyproject.toml with this version and the installed distribution's
-    runtime requirements (extras left out)."""
+    runtime requirements (extras left out but `registry`)."""
     shutil.copytree(PACKAGE, target / "bootpack", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    requires = [r for r in (metadata.requires("bootpack") or []) if "extra ==" not in r]
+    # The runtime requirements and the `registry` extra: `serve --bundle REF` pulls in the image.
+    requires = [r for r in (metadata.requires("bootpack") or [])
+                if "extra ==" not in r or 'extra == "registry"' in r]
     deps = ", ".join(json.dumps(r.split(";")[0].strip()) for r in requires)
     (target / "pyproject.toml").write_text(f"""[build-system]
 requires = ["setuptools>=68"]
@@ -106,22 +135,24 @@ def build_wheels(target: Path, progress: Progress) -> None:
         wheel.unlink()
 
 
-def bake_image(bundle: Bundle, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
+def bake_image(bundle: Bundle | None, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
                client: docker.DockerClient | None = None) -> ImageResult:
-    """Build the appliance image for a bundle."""
+    """Build the appliance image for a bundle, or with bundle=None the generic appliance image
+    that pulls its bundle at start (`serve --bundle REF`)."""
     progress = progress or Progress(NORMAL)
     client = client or docker_client()
     if base == DEFAULT_TAG:
         with progress.step(f"Making sure {base} exists"):
             ensure_debian_image(base, client=client)
-    labels = image_labels(bundle.manifest, source_date_epoch())
+    epoch = source_date_epoch()
+    labels = image_labels(bundle.manifest, epoch) if bundle is not None else generic_labels(epoch)
     with tempfile.TemporaryDirectory(prefix="bootpack-image-") as tmp:
         context = Path(tmp)
         shutil.copyfile(DOCKERFILE, context / "Dockerfile")
         with progress.step("Building wheels of bootpack and its dependencies"):
             build_wheels(context / "wheels", progress)
         with progress.step("Packing the bundle into the build context"):
-            pack_bundle(bundle.directory, context / "bundle.tar")
+            pack_bundle(bundle.directory if bundle is not None else None, context / "bundle.tar")
         with progress.step(f"Building image {tag}"):
             try:
                 image, logs = client.images.build(

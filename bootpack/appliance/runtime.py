@@ -9,14 +9,17 @@ I/O lives in `bootpack.appliance.serve`.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 from ..bundle import layout
 from ..errors import BootpackError
 from ..render import quoting, render_loader_configs
 from ..render.common import RUNTIME_HEADER
-from ..render.dhcp import render_dnsmasq, render_isc
+from ..render.dhcp import kea_config, render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
@@ -226,10 +229,140 @@ def render_dnsmasq_runtime(spec: Spec, site: Site, paths: Paths, interface: str)
     )
 
 
+# -- DHCP high availability: Kea's HA hook ----------------------------------------------------
+
+KEA_HOOKS = "/usr/lib/x86_64-linux-gnu/kea/hooks"  # Debian's kea-common
+HA_PORT = 8000
+_PEER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+_PEER_URL = re.compile(r"^http://(?P<ip>[0-9.]+)(?::(?P<port>[0-9]{1,5}))?/?$")
+# Failure detection (milliseconds): a heartbeat every second; the partner is declared down when
+# it has not answered for max-response-delay and (max-unacked-clients 0) at once after that.
+HA_HEARTBEAT_MS = 1000
+HA_MAX_RESPONSE_MS = 3000
+HA_MAX_ACK_MS = 1000
+HA_SYNC_TIMEOUT_MS = 10000
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One member of a Kea HA pair: its name and where its HA listener answers."""
+
+    name: str
+    address: IPv4Address
+    port: int = HA_PORT
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{self.port}/"
+
+
+def parse_peer(value: str) -> Peer:
+    """`NAME=http://IP[:PORT]/` (the --peer option); ValueError says what is wrong.
+
+    Only an IPv4 address is accepted as host: Kea's HA listener binds to it and Kea does not
+    resolve names."""
+    name, sep, url = value.partition("=")
+    if not sep or not _PEER_NAME.match(name):
+        raise ValueError(f"{value!r}: give NAME=URL with NAME of lower-case letters, digits and "
+                         "'-' (at most 32), e.g. boot-a=http://10.1.2.3:8000/")
+    match = _PEER_URL.match(url)
+    try:
+        address = IPv4Address(match["ip"]) if match else None
+    except ValueError:
+        address = None
+    port = int(match["port"]) if match and match["port"] else HA_PORT
+    if address is None or not 0 < port < 65536:
+        raise ValueError(f"{value!r}: the URL must be http://IPV4[:PORT]/ (Kea's HA listener "
+                         "binds to that address; no host names, no https)")
+    return Peer(name, address, port)
+
+
+@dataclass(frozen=True)
+class HighAvailability:
+    """A hot-standby pair: peers[0] is the primary, peers[1] the standby, any more are backups
+    (they receive lease updates, and take over only by hand)."""
+
+    peers: tuple[Peer, ...]
+    this: str
+
+    @property
+    def me(self) -> Peer:
+        return next(p for p in self.peers if p.name == self.this)
+
+    def role(self, peer: Peer) -> str:
+        index = self.peers.index(peer)
+        return "primary" if index == 0 else "standby" if index == 1 else "backup"
+
+
+def high_availability(peers: tuple[Peer, ...], address: IPv4Address,
+                      this: str | None = None) -> HighAvailability:
+    """Check the peer list given at run time; this server is the one named `this`, else the
+    one whose URL is on `address` (so every member of the pair gets the same --peer list)."""
+    if len(peers) < 2:
+        raise BootpackError("DHCP high availability needs at least two --peer NAME=URL (the first "
+                            "is the primary, the second the standby)")
+    for what, values in (("name", [p.name for p in peers]), ("URL", [p.url for p in peers])):
+        if len(set(values)) != len(values):
+            raise BootpackError(f"--peer: every peer needs its own {what} ({', '.join(values)})")
+    if this is None:
+        mine = [p for p in peers if p.address == address]
+        if len(mine) != 1:
+            raise BootpackError(f"--peer: none of the peers' URLs is on this server's address "
+                                f"{address} ({', '.join(p.url for p in peers)}); give --peer-name "
+                                "NAME to say which one this is")
+        this = mine[0].name
+    elif this not in [p.name for p in peers]:
+        raise BootpackError(f"--peer-name {this}: not one of the peers "
+                            f"({', '.join(p.name for p in peers)})")
+    ha = HighAvailability(peers, this)
+    if ha.me.address != address:
+        raise BootpackError(f"--peer {ha.me.name}: its URL {ha.me.url} is not on this server's "
+                            f"address {address}; the HA listener must be reachable there")
+    return ha
+
+
+def kea_runtime_config(spec: Spec, site: Site, paths: Paths, interface: str,
+                       ha: HighAvailability | None) -> dict[str, Any]:
+    """kea-dhcp4's configuration: the bundle's Kea config (render.dhcp.kea_config) bound to
+    the serving interface, leases in a persistent memfile in the runtime dir, and with `ha` the
+    lease_cmds and HA hooks (hot-standby, HA traffic on Kea's own HTTP listener, no control
+    agent needed with Kea >= 2.0)."""
+    r = paths.runtime
+    config = kea_config(spec, site)
+    dhcp4: dict[str, Any] = config["Dhcp4"]
+    dhcp4["interfaces-config"] = {"interfaces": [interface], "dhcp-socket-type": "raw"}
+    dhcp4["lease-database"] = {"type": "memfile", "persist": True, "name": f"{r}/kea-leases4.csv",
+                               "lfc-interval": 0}
+    dhcp4["control-socket"] = {"socket-type": "unix", "socket-name": f"{r}/kea4.sock"}
+    dhcp4["loggers"] = [{"name": "kea-dhcp4", "output_options": [{"output": "stdout"}],
+                         "severity": "INFO"}]
+    if ha is not None:
+        dhcp4["multi-threading"] = {"enable-multi-threading": True, "thread-pool-size": 2,
+                                    "packet-queue-size": 16}
+        dhcp4["hooks-libraries"] = [
+            {"library": f"{KEA_HOOKS}/libdhcp_lease_cmds.so"},
+            {"library": f"{KEA_HOOKS}/libdhcp_ha.so", "parameters": {"high-availability": [{
+                "this-server-name": ha.this,
+                "mode": "hot-standby",
+                "heartbeat-delay": HA_HEARTBEAT_MS,
+                "max-response-delay": HA_MAX_RESPONSE_MS,
+                "max-ack-delay": HA_MAX_ACK_MS,
+                "max-unacked-clients": 0,
+                "sync-timeout": HA_SYNC_TIMEOUT_MS,
+                "multi-threading": {"enable-multi-threading": True, "http-dedicated-listener": True,
+                                    "http-listener-threads": 2, "http-client-threads": 2},
+                "peers": [{"name": p.name, "url": p.url, "role": ha.role(p),
+                           "auto-failover": ha.role(p) != "backup"} for p in ha.peers],
+            }]}},
+        ]
+    return config
+
+
 def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
                    *, tftpd: str = "in.tftpd", dhcpd: str = "dhcpd", dnsmasq: str = "dnsmasq",
                    nginx: str = "nginx", rpcbind: str = "rpcbind",
-                   ganesha: str = "ganesha.nfsd") -> Runtime:
+                   ganesha: str = "ganesha.nfsd", kea: str = "kea-dhcp4",
+                   ha: HighAvailability | None = None) -> Runtime:
     """Every runtime config file and the daemons to run, for this site."""
     files: dict[str, str] = {}
     for rel, text in render_loader_configs(spec, site).items():
@@ -238,7 +371,14 @@ def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
     r = paths.runtime
     services: list[Daemon] = []
     empty: list[str] = []
-    if site.mode == "server":
+    if site.mode == "server" and ha is not None:
+        files["kea-dhcp4.conf"] = json.dumps(kea_runtime_config(spec, site, paths, interface, ha),
+                                             indent=2) + "\n"
+        # Kea writes its pid and lock files where these say (default /run/kea).
+        services.append(Daemon("kea", (
+            "env", f"KEA_PIDFILE_DIR={r}", f"KEA_LOCKFILE_DIR={r}", kea, "-c",
+            f"{r}/kea-dhcp4.conf")))
+    elif site.mode == "server":
         files["dhcpd.conf"] = render_isc(spec, site)
         empty.append("dhcpd.leases")
         services.append(Daemon("dhcpd", (

@@ -33,8 +33,10 @@ from .runtime import (
     RUNTIME_CONFIG_DIRS,
     RUNTIME_TFTP,
     Paths,
+    Peer,
     Runtime,
     first_loader,
+    high_availability,
     render_runtime,
     runtime_site,
 )
@@ -55,6 +57,8 @@ class ServeOptions:
     runtime: Path = RUNTIME_DIR
     host_roots: Path | None = None
     probe_timeout: float = 2.5
+    peers: tuple[Peer, ...] = ()  # --peer: Kea HA (server mode)
+    peer_name: str | None = None  # --peer-name: which peer this is (default: by address)
 
 
 def load_bundle_spec(bundle: Bundle) -> Spec:
@@ -114,6 +118,10 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     if tftp.exists():
         shutil.rmtree(tftp)
     root.mkdir(parents=True, exist_ok=True)
+    # Every daemon is started afresh: a pid file left by a crash (a restarted container reuses
+    # pids) would make kea-dhcp4 refuse to start ("already running?").
+    for stale in root.glob("*.pid"):
+        stale.unlink()
     for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     source = Path(paths.bundle) / layout.TFTP_DIR
@@ -210,13 +218,14 @@ def _syslog_free(path: Path = SYSLOG_SOCKET) -> bool:
     return False
 
 
-def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> None:
+def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address,
+                        partners: frozenset[str] = frozenset()) -> None:
     try:
         offers = dhcp_probe.probe(interface, timeout=timeout)
     except OSError as exc:
         raise BootpackError(f"could not check {interface} for another DHCP server ({exc}); "
                             "give --force-dhcp to start the DHCP server anyway") from None
-    others = sorted({o.server for o in offers if o.server != str(own)})
+    others = sorted({o.server for o in offers if o.server != str(own) and o.server not in partners})
     if others:
         raise BootpackError(
             f"another DHCP server answers on {interface}: {', '.join(others)}. Two servers would "
@@ -239,11 +248,21 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     for warning in rsite.warnings:
         out.line("bootpack", f"warning: {warning}")
     paths = Paths(bundle=str(bundle), runtime=str(options.runtime.absolute()))
-    runtime = render_runtime(spec, site, paths, interface)
+    ha = None
+    if options.peers:
+        if site.mode != "server":
+            raise BootpackError(f"--peer pairs DHCP servers (Kea HA), but DHCP is {site.mode} here; "
+                                "proxy-DHCP keeps no leases: run any number of proxy appliances "
+                                "side by side without --peer")
+        ha = high_availability(options.peers, site.address, options.peer_name)
+        out.line("bootpack", f"DHCP high availability (Kea, hot-standby): this is {ha.this} "
+                 f"({ha.role(ha.me)}), peers " + ", ".join(f"{p.name}={p.url}" for p in ha.peers))
+    runtime = render_runtime(spec, site, paths, interface, ha=ha)
     out.line("bootpack", f"serving {manifest.name} {manifest.version} ({manifest.digest}) "
              f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
     if site.mode == "server" and not options.force_dhcp:
-        check_no_other_dhcp(interface, options.probe_timeout, site.address)
+        partners = frozenset(str(p.address) for p in options.peers)
+        check_no_other_dhcp(interface, options.probe_timeout, site.address, partners)
     prepare_runtime(paths, runtime)
     prepare_host_roots(spec, bundle, host_roots, [h.name for h in writable_hosts(spec, site)], out)
     used = [e.image for e in spec.entries if e.image is not None]

@@ -103,7 +103,28 @@ def extract_archive(archive: Path, target: Path) -> None:
         prefix = members[0].name
         for m in members[1:]:
             m.name = m.name.removeprefix(prefix + "/")
-        tar.extractall(target, members=members[1:], filter=_extract_filter)
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(target, members=members[1:], filter=_extract_filter)
+        else:  # Python < 3.11.4 (Debian 12's 3.11.2, the appliance image's): the same checks
+            for m in members[1:]:
+                _check_member(m, str(target))
+            tar.extractall(target, members=members[1:])
+
+
+def _check_member(member: tarfile.TarInfo, dest: str) -> None:
+    """What tarfile's "tar" filter refuses (for Pythons without extraction filters): names
+    outside dest, absolute names, links to absolute paths or outside dest, device files."""
+    root = os.path.realpath(dest)
+    name = os.path.normpath(os.path.join(root, member.name))
+    if member.name.startswith("/") or os.path.commonpath([root, name]) != root:
+        raise ValueError(f"{member.name}: outside the destination")
+    if member.issym() or member.islnk():
+        if member.linkname.startswith("/"):
+            raise ValueError(f"{member.name}: link to an absolute path {member.linkname}")
+        base = os.path.dirname(name) if member.issym() else root
+        linked = os.path.normpath(os.path.join(base, member.linkname))
+        if os.path.commonpath([root, linked]) != root:
+            raise ValueError(f"{member.name}: link outside the destination ({member.linkname})")
 
 
 def _extract_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:

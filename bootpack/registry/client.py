@@ -292,6 +292,22 @@ class RegistryClient:
         media_type = str(data.get("mediaType") or response.headers.get("Content-Type", ""))
         return Manifest(raw=raw, digest=digest, media_type=media_type.split(";")[0].strip(), data=data)
 
+    def referrers(self, ref: Reference, digest: str, artifact_type: str) -> dict[str, Any] | None:
+        """The OCI referrers index for digest (OCI 1.1), or None when the registry has no
+        referrers API (distribution 2.8 answers 404) or answers something else."""
+        response = self._request("GET", self._repo_url(ref, f"referrers/{digest}"),
+                                 repository=ref.repository, stream=True,
+                                 params={"artifactType": artifact_type},
+                                 headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+        if response.status_code != 200:
+            response.close()
+            return None
+        try:
+            data = json.loads(self._read(response, MANIFEST_LIMIT, f"the referrers of {digest}"))
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
     def head_manifest(self, ref: Reference) -> str | None:
         """The digest of the manifest at ref, without downloading it; None when absent."""
         response = self._request("HEAD", self._repo_url(ref, f"manifests/{ref.reference}"),

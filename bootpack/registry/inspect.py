@@ -12,12 +12,13 @@ from ..errors import BootpackError
 from .artifact import A_CREATED, A_DIGEST, A_OCI_VERSION, A_VERSION, is_bundle_manifest
 from .client import Manifest, RegistryClient, connect
 from .reference import APPLIANCE_SUFFIX, LATEST, Reference, parse_reference
+from .signature import SIGNATURE_TYPE
 
 
 @dataclass(frozen=True)
 class Published:
     tag: str
-    kind: str  # bundle | appliance | other
+    kind: str  # bundle | appliance | signature | other
     digest: str  # manifest digest
     version: str | None
     bundle_digest: str | None
@@ -49,6 +50,9 @@ def describe(client: RegistryClient, ref: Reference, m: Manifest) -> Published:
         a = m.annotations
         return Published(tag=tag, kind="bundle", digest=m.digest, version=a.get(A_VERSION),
                          bundle_digest=a.get(A_DIGEST), created=a.get(A_CREATED), size=size)
+    if m.data.get("artifactType") == SIGNATURE_TYPE:  # `push --sign`, tag scheme sha256-HEX.sig
+        return Published(tag=tag, kind="signature", digest=m.digest, version=None,
+                         bundle_digest=None, created=None, size=size)
     config = m.data.get("config") or {}
     if config.get("mediaType", "").endswith("container.image.v1+json") or \
             config.get("mediaType") == "application/vnd.oci.image.config.v1+json":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +66,19 @@ def resolve_bundle(client: RegistryClient, ref: Reference) -> tuple[Manifest, Bl
 
 
 def pull_bundle(client: RegistryClient, ref: Reference, output: Path,
-                progress: Progress | None = None) -> PullResult:
+                progress: Progress | None = None,
+                check: Callable[[Manifest], None] | None = None) -> PullResult:
     """Download, verify and atomically install the bundle at ref into output (+ output.tar.gz).
 
     Order of checks: manifest digest (when pulled by digest), archive blob size and digest,
     then bundle.json against every extracted file, then the bundle digest against the
-    manifest's annotation. Any failure leaves output and output.tar.gz as they were.
+    manifest's annotation. `check` (e.g. the signature check of --verify) sees the manifest
+    before anything is downloaded. Any failure leaves output and output.tar.gz as they were.
     """
     progress = progress or Progress(NORMAL)
     m, layer = resolve_bundle(client, ref)
+    if check is not None:
+        check(m)
     want = m.annotations.get(A_DIGEST)
     with staged_output(output, progress) as staging:
         archive = archive_path(staging)
@@ -98,11 +103,24 @@ def pull_bundle(client: RegistryClient, ref: Reference, output: Path,
                       bundle=Bundle(out, pulled.manifest, archive_path(out)))
 
 
-def fetch(ref: str, output: Path, *, insecure: bool = False,
-          progress: Progress | None = None) -> PullResult:
-    """`bootpack pull`: REF[:VERSION|@DIGEST] (default :latest) -> verified bundle in output."""
+def fetch(ref: str, output: Path, *, insecure: bool = False, progress: Progress | None = None,
+          public_key: Path | None = None) -> PullResult:
+    """`bootpack pull`: REF[:VERSION|@DIGEST] (default :latest) -> verified bundle in output.
+
+    With public_key (--verify), a version without a valid signature by that key is refused
+    before anything is downloaded (bootpack.registry.signature)."""
     parsed = parse_reference(ref)
     if parsed.tag is None and parsed.digest is None:
         parsed = parsed.with_tag(LATEST)
+    check: Callable[[Manifest], None] | None = None
+    if public_key is not None:
+        from .signature import load_public_key, verify_bundle_signature
+
+        key = load_public_key(public_key)  # before connecting: a bad key file fails at once
+
+        def verify_signature(m: Manifest) -> None:
+            verify_bundle_signature(client, parsed, m, key)
+
+        check = verify_signature
     client = connect(parsed.registry, insecure)
-    return pull_bundle(client, parsed, output, progress)
+    return pull_bundle(client, parsed, output, progress, check=check)

@@ -216,14 +216,14 @@ def _remove_network(network: Network) -> None:
 
 
 def start_appliance(client: docker.DockerClient, net: BootNet, ip: str, args: list[str],
-                    name: str, env: dict[str, str] | None = None) -> Container:
+                    name: str, env: dict[str, str] | None = None, image: str = IMAGE_TAG) -> Container:
     """Create the appliance container with a fixed address on the test network and start it."""
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(name).remove(force=True, v=True)
     networking = client.api.create_networking_config(
         {net.network.name: client.api.create_endpoint_config(ipv4_address=ip)})
     created = client.api.create_container(
-        IMAGE_TAG, command=args, name=name, environment=env or {},
+        image, command=args, name=name, environment=env or {},
         host_config=client.api.create_host_config(cap_add=CAPS),
         networking_config=networking)
     client.api.start(created["Id"])

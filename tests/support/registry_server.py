@@ -69,7 +69,7 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def _config(folder: Path, port: int, htpasswd: Path | None, token: TokenService | None = None,
-            tls: tuple[Path, Path] | None = None) -> str:
+            tls: tuple[Path, Path] | None = None, addr: str = "127.0.0.1") -> str:
     text = f"""version: 0.1
 log:
   level: error
@@ -81,7 +81,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: {addr}:{port}
   secret: bootpack-test
 """
     if tls is not None:
@@ -116,10 +116,12 @@ def write_htpasswd(path: Path, user: str, password: str) -> Path:
 
 @contextlib.contextmanager
 def run_registry(folder: Path, htpasswd: Path | None = None, token: TokenService | None = None,
-                 tls: bool = False) -> Iterator[Registry]:
+                 tls: bool = False, addr: str = "127.0.0.1") -> Iterator[Registry]:
     """Start a registry storing into folder/storage; stop it (by its pid) afterwards.
 
-    With tls=True it serves HTTPS with a self-signed certificate (Registry.certificate)."""
+    With tls=True it serves HTTPS with a self-signed certificate (Registry.certificate). `addr`
+    is the address it listens on: loopback, or a test network's gateway (the host's address on
+    a Docker bridge the test made) for containers on that network."""
     folder.mkdir(parents=True, exist_ok=True)
     certificate = self_signed_certificate(folder) if tls else None
     scheme = "https" if tls else "http"
@@ -127,7 +129,7 @@ def run_registry(folder: Path, htpasswd: Path | None = None, token: TokenService
     for _attempt in range(5):
         port = free_port()
         config = folder / "config.yml"
-        config.write_text(_config(folder, port, htpasswd, token, certificate))
+        config.write_text(_config(folder, port, htpasswd, token, certificate, addr))
         log = (folder / "registry.log").open("wb")
         process = subprocess.Popen([str(REGISTRY), "serve", str(config)], stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -135,7 +137,7 @@ def run_registry(folder: Path, htpasswd: Path | None = None, token: TokenService
         up = False
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/v2/", timeout=1, context=context)
+                urllib.request.urlopen(f"{scheme}://{addr}:{port}/v2/", timeout=1, context=context)
                 up = True
             except urllib.error.HTTPError:
                 up = True  # 401 with auth: it answers
@@ -150,7 +152,7 @@ def run_registry(folder: Path, htpasswd: Path | None = None, token: TokenService
     else:
         raise RuntimeError(f"docker-registry did not start; see {folder / 'registry.log'}")
     try:
-        yield Registry(host=f"127.0.0.1:{port}", storage=folder / "storage", process=process,
+        yield Registry(host=f"{addr}:{port}", storage=folder / "storage", process=process,
                        certificate=certificate[0] if certificate else None)
     finally:
         process.terminate()
