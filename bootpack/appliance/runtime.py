@@ -21,6 +21,7 @@ from ..render.pxelinux import render_pxelinux
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
 from ..spec.site import Site
+from .bootlog import ACCESS_FORMAT
 
 RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered pxelinux.cfg + links to the bundle
 
@@ -145,11 +146,26 @@ class Runtime:
     empty_files: tuple[str, ...] = field(default=())  # e.g. dhcpd's lease file
 
 
-def render_nginx(site: Site, paths: Paths) -> str:
+def _status_locations(port: int | None) -> str:
+    """The status site (bootpack.appliance.statusweb) on loopback, proxied from the serving
+    address: the dashboard and API under /bootpack/, and /metrics."""
+    if port is None:
+        return ""
+    proxy = (f"proxy_pass http://127.0.0.1:{port}; proxy_set_header X-Real-IP $remote_addr; "
+             "proxy_set_header Host $host;")
+    return f"""        location /bootpack/ {{ {proxy} }}
+        location = /bootpack {{ return 301 /bootpack/$is_args$args; }}
+        location = /metrics {{ {proxy} }}
+"""
+
+
+def render_nginx(site: Site, paths: Paths, status_port: int | None = None) -> str:
     """HTTP: the bundle's tftpboot/ (kernels, initrds, squashfs), runtime pxelinux.cfg/ on top.
 
     No directory listing, range requests (nginx's default for static files), nothing outside
-    the two roots: nginx normalises the URI and refuses '..' above the root.
+    the two roots: nginx normalises the URI and refuses '..' above the root. The access log
+    line (bootlog.ACCESS_FORMAT) carries what the boot timeline needs: client, URI, status,
+    bytes and request time.
     """
     bundle_http = f"{paths.bundle}/{layout.TFTP_DIR}"
     return RUNTIME_HEADER + f"""daemon off;
@@ -158,7 +174,8 @@ pid {paths.runtime}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 256; }}
 http {{
-    access_log /dev/stdout;
+    log_format bootpack '{ACCESS_FORMAT}';
+    access_log /dev/stdout bootpack;
     client_body_temp_path {paths.runtime}/nginx/body;
     proxy_temp_path {paths.runtime}/nginx/proxy;
     fastcgi_temp_path {paths.runtime}/nginx/fastcgi;
@@ -172,7 +189,7 @@ http {{
     server {{
         listen {site.address}:{site.http_port};
         location = / {{ return 404; }}
-        location /{layout.PXE_CONFIG_DIR}/ {{
+{_status_locations(status_port)}        location /{layout.PXE_CONFIG_DIR}/ {{
             root {paths.tftp_root};
             limit_except GET {{ deny all; }}
         }}
@@ -216,12 +233,13 @@ def render_dnsmasq_runtime(spec: Spec, site: Site, paths: Paths, interface: str)
 def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
                    *, tftpd: str = "in.tftpd", dhcpd: str = "dhcpd", dnsmasq: str = "dnsmasq",
                    nginx: str = "nginx", rpcbind: str = "rpcbind",
-                   ganesha: str = "ganesha.nfsd") -> Runtime:
-    """Every runtime config file and the daemons to run, for this site."""
+                   ganesha: str = "ganesha.nfsd", status_port: int | None = None) -> Runtime:
+    """Every runtime config file and the daemons to run, for this site (status_port: where the
+    status site listens on loopback, for nginx to proxy; None: no status site)."""
     files: dict[str, str] = {}
     for rel, text in render_pxelinux(spec, site).items():
         files[f"{RUNTIME_TFTP}/{rel}"] = text
-    files["nginx.conf"] = render_nginx(site, paths)
+    files["nginx.conf"] = render_nginx(site, paths, status_port)
     r = paths.runtime
     services: list[Daemon] = []
     empty: list[str] = []

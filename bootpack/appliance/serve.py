@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -29,9 +30,13 @@ from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
+from .bootlog import parse_line
+from .metrics import Metrics
 from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
 from .state import RUNTIME_DIR, DaemonState, ServeState
+from .statusweb import DEFAULT_STATUS_PORT, PREFIX, StatusSite
 from .supervisor import Output, Supervisor
+from .timeline import DEFAULT_STALL_SECONDS, BundleInfo, Timeline
 
 SYSLOG_SOCKET = Path("/dev/log")
 
@@ -47,6 +52,10 @@ class ServeOptions:
     runtime: Path = RUNTIME_DIR
     host_roots: Path | None = None
     probe_timeout: float = 2.5
+    status: bool = True  # boot timeline, /metrics and the dashboard
+    status_port: int = DEFAULT_STATUS_PORT  # on 127.0.0.1, behind nginx
+    status_token: str | None = None
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 def load_bundle_spec(bundle: Bundle) -> Spec:
@@ -200,6 +209,47 @@ def _syslog_free(path: Path = SYSLOG_SOCKET) -> bool:
     return False
 
 
+def tftp_file_size(root: Path) -> Callable[[str], int | None]:
+    """Size of a file under the TFTP root (None: missing or outside it): tftpd logs only the
+    request, so the timeline asks here whether the file exists and how big it is."""
+    base = root.resolve()
+
+    def size(path: str) -> int | None:
+        try:
+            target = (base / path.lstrip("/")).resolve()
+            if not target.is_relative_to(base) or not target.is_file():
+                return None
+            return target.stat().st_size
+        except OSError:
+            return None
+
+    return size
+
+
+def start_status(options: ServeOptions, spec: Spec, bundle: Bundle, site_address: str, mode: str,
+                 tftp_root: Path, out: Output,
+                 daemons: Callable[[], dict[str, DaemonState]]) -> StatusSite:
+    """The boot timeline fed by every daemon line, its metrics and the status site."""
+    metrics = Metrics([e.name for e in spec.entries])
+    timeline = Timeline(spec, own_address=site_address, stall_seconds=options.stall_seconds,
+                        file_size=tftp_file_size(tftp_root), listener=metrics)
+    metrics.watch(daemons, options.runtime, timeline.view)
+
+    def tap(name: str, text: str) -> None:
+        event = parse_line(name, text)
+        if event is not None:
+            timeline.feed(event)
+
+    out.taps.append(tap)
+    manifest = bundle.manifest
+    site = StatusSite(timeline, metrics, BundleInfo(name=manifest.name, version=manifest.version,
+                                                     digest=manifest.digest),
+                      address=site_address, mode=mode, token=options.status_token,
+                      log=lambda text: out.line("status", text))
+    site.start(options.status_port)
+    return site
+
+
 def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address) -> None:
     try:
         offers = dhcp_probe.probe(interface, timeout=timeout)
@@ -229,7 +279,8 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     for warning in rsite.warnings:
         out.line("bootpack", f"warning: {warning}")
     paths = Paths(bundle=str(bundle), runtime=str(options.runtime.absolute()))
-    runtime = render_runtime(spec, site, paths, interface)
+    runtime = render_runtime(spec, site, paths, interface,
+                             status_port=options.status_port if options.status else None)
     out.line("bootpack", f"serving {manifest.name} {manifest.version} ({manifest.digest}) "
              f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
     if site.mode == "server" and not options.force_dhcp:
@@ -242,7 +293,8 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
         address=str(site.address), subnet=str(site.subnet), mode=site.mode,
         http_base=site.http_base, kernel=layout.kernel_path(used[0]) if used else None,
         # Health lists the shared exports; a writable host's export answers only that host.
-        exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable))
+        exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable),
+        status_url=f"{site.http_base}{PREFIX}/" if options.status else None)
     runtime_dir = Path(paths.runtime)
 
     def write_state(daemons: dict[str, DaemonState]) -> None:
@@ -250,6 +302,9 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
 
     syslog = SyslogListener(out) if _syslog_free() else None
     supervisor = Supervisor(runtime.services, output=out, on_change=write_state)
+    status = (start_status(options, spec, opened, str(site.address), site.mode,
+                           Path(paths.tftp_root), out, supervisor.state)
+              if options.status else None)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         out.line("bootpack", f"{signal.Signals(signum).name}: stopping")
@@ -263,3 +318,5 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     finally:
         if syslog is not None:
             syslog.close()
+        if status is not None:
+            status.close()

@@ -50,6 +50,7 @@ class ServeState(BaseModel):
     kernel: str | None  # a kernel path under the HTTP root, for the HTTP probe
     exports: tuple[str, ...]  # the shared (read-only) exports, for the NFS probe
     daemons: dict[str, DaemonState] = {}
+    status_url: str | None = None  # the status site's base (None: tracking is off)
 
     def write(self, runtime: Path) -> None:
         path = runtime / STATE_FILE
