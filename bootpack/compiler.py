@@ -116,7 +116,7 @@ def write_plan(plan: Plan, root: Path) -> None:
     for rel, text in sorted(plan.texts.items()):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        target.write_text(text, encoding="utf-8")
         target.chmod(0o644)
     for rel, source in sorted(plan.copies.items()):
         target = root / rel
@@ -166,7 +166,7 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
             bootpack_version=__version__,
             images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
         )
-        (staging / layout.MANIFEST).write_text(manifest.dumps())
+        (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         _fix_times(staging, mtime)
         previous = archive_path(output.absolute())
         if _unchanged(output.absolute(), staging, mtime) and previous.is_file():

@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from ..bundle import layout
 from ..errors import BootpackError
+from ..render import quoting
 from ..render.common import RUNTIME_HEADER
 from ..render.dhcp import render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
@@ -167,6 +168,8 @@ def render_nginx(site: Site, paths: Paths, status_port: int | None = None) -> st
     line (bootlog.ACCESS_FORMAT) carries what the boot timeline needs: client, URI, status,
     bytes and request time.
     """
+    for path in (paths.bundle, paths.runtime):
+        quoting.nginx_path(path)  # written unquoted below: a space or ';' would end the directive
     bundle_http = f"{paths.bundle}/{layout.TFTP_DIR}"
     return RUNTIME_HEADER + f"""daemon off;
 worker_processes 1;
@@ -222,11 +225,12 @@ NFS_KRB5 {{ Active_krb5 = false; }}
 
 def render_dnsmasq_runtime(spec: Spec, site: Site, paths: Paths, interface: str) -> str:
     """dnsmasq.conf for proxy (or server) mode, bound to the serving interface."""
+    runtime = quoting.dnsmasq_word(paths.runtime)
     return render_dnsmasq(spec, site) + (
-        f"interface={interface}\n"
+        f"interface={quoting.dnsmasq_word(interface)}\n"
         "bind-interfaces\n"
-        f"dhcp-leasefile={paths.runtime}/dnsmasq.leases\n"
-        f"pid-file={paths.runtime}/dnsmasq.pid\n"
+        f"dhcp-leasefile={runtime}/dnsmasq.leases\n"
+        f"pid-file={runtime}/dnsmasq.pid\n"
     )
 
 

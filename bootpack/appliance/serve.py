@@ -61,7 +61,7 @@ class ServeOptions:
 def load_bundle_spec(bundle: Bundle) -> Spec:
     path = bundle.directory / layout.SPEC
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BootpackError(f"{bundle.directory}: the bundle has no {layout.SPEC}; rebuild it with this "
                             "bootpack (`bootpack build`)") from None
@@ -131,7 +131,7 @@ def prepare_runtime(paths: Paths, runtime: Runtime) -> None:
     for rel_name, text in runtime.files.items():
         target = root / rel_name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
+        target.write_text(text, encoding="utf-8")
         target.chmod(0o644)
     for name in runtime.empty_files:
         (root / name).write_text("")

@@ -17,15 +17,21 @@ from pathlib import Path
 from ..files import walk
 from .layout import ROOTS_DIR
 
+EPOCH_MAX = 2**32 - 1  # the gzip header keeps file times in 32 bits
+
 
 def source_date_epoch() -> int:
-    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
-    try:
-        return int(value)
-    except ValueError:
-        from ..errors import BootpackError
+    from ..errors import BootpackError
 
-        raise BootpackError(f"SOURCE_DATE_EPOCH={value!r} is not a number of seconds") from None
+    value = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} characters)"
+    if not value.strip().isascii() or not value.strip().isdigit():
+        raise BootpackError(f"SOURCE_DATE_EPOCH={shown!r} is not a number of seconds since 1970 "
+                            "(e.g. $(git log -1 --format=%ct))")
+    if len(value.strip()) > 20 or int(value) > EPOCH_MAX:
+        raise BootpackError(f"SOURCE_DATE_EPOCH={shown!r} is out of range: archive file times "
+                            f"go from 0 to {EPOCH_MAX} (the year 2106)")
+    return int(value)
 
 
 def _normal_mode(mode: int) -> int:

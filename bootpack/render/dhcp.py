@@ -13,6 +13,7 @@ from typing import Any
 from ..bundle import layout
 from ..spec.model import Host, Spec
 from ..spec.site import Site
+from . import quoting
 from .common import HEADER
 
 
@@ -24,7 +25,8 @@ def served_hosts(spec: Spec, site: Site) -> list[Host]:
 
 def render_isc(spec: Spec, site: Site) -> str:
     assert site.subnet is not None and site.range is not None
-    out = [HEADER, f'# bundle {spec.bundle.name} {spec.bundle.version}\n',
+    out = [HEADER, quoting.one_line(f"# bundle {spec.bundle.name} {spec.bundle.version}",
+                                    "dhcpd.conf") + "\n",
            "authoritative;\n", "allow booting;\n", "allow bootp;\n",
            f"default-lease-time {site.lease_time};\n", f"max-lease-time {site.lease_time};\n\n",
            f"subnet {site.subnet.network_address} netmask {site.subnet.netmask} {{\n",
@@ -34,12 +36,12 @@ def render_isc(spec: Spec, site: Site) -> str:
     if site.dns:
         out.append(f"  option domain-name-servers {', '.join(map(str, site.dns))};\n")
     if site.domain:
-        out.append(f'  option domain-name "{site.domain}";\n')
+        out.append(f"  option domain-name {quoting.dhcpd_string(site.domain)};\n")
     out += [f"  next-server {site.address};\n", f'  filename "{layout.BOOTFILE}";\n', "}\n"]
     for host in served_hosts(spec, site):
         out.append(
-            f"\nhost {host.name} {{\n  hardware ethernet {host.mac};\n"
-            f"  fixed-address {host.ip};\n  option host-name \"{host.name}\";\n"
+            f"\nhost {quoting.dhcpd_word(host.name)} {{\n  hardware ethernet {host.mac};\n"
+            f"  fixed-address {host.ip};\n  option host-name {quoting.dhcpd_string(host.name)};\n"
             f"  next-server {site.address};\n  filename \"{layout.BOOTFILE}\";\n}}\n"
         )
     return "".join(out)
@@ -47,13 +49,15 @@ def render_isc(spec: Spec, site: Site) -> str:
 
 def render_dnsmasq(spec: Spec, site: Site) -> str:
     assert site.subnet is not None
-    out = [HEADER, f"# bundle {spec.bundle.name} {spec.bundle.version}\n",
+    out = [HEADER, quoting.one_line(f"# bundle {spec.bundle.name} {spec.bundle.version}",
+                                    "dnsmasq.conf") + "\n",
            "port=0\n",  # DHCP only: no DNS server
            "log-dhcp\n"]
     netmask = site.subnet.netmask
     if site.mode == "proxy":
         out += [f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n",
-                f'pxe-service=x86PC,"{spec.menu.title}",pxelinux,{site.address}\n']
+                f"pxe-service=x86PC,{quoting.dnsmasq_string(spec.menu.title)},pxelinux,"
+                f"{site.address}\n"]
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")
@@ -62,10 +66,10 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         if site.dns:
             out.append(f"dhcp-option=option:dns-server,{','.join(map(str, site.dns))}\n")
         if site.domain:
-            out.append(f"domain={site.domain}\n")
+            out.append(f"domain={quoting.dnsmasq_word(site.domain)}\n")
         out.append(f"dhcp-boot={layout.BOOTFILE},,{site.address}\n")
         for host in served_hosts(spec, site):
-            out.append(f"dhcp-host={host.mac},{host.ip},{host.name}\n")
+            out.append(f"dhcp-host={host.mac},{host.ip},{quoting.dnsmasq_word(host.name)}\n")
     return "".join(out)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ..bundle import layout
 from ..spec.model import Entry, Host, Spec
 from ..spec.site import Site
+from . import quoting
 from .common import HEADER
 
 
@@ -66,7 +67,8 @@ def render_exports(spec: Spec, site: Site) -> str:
     lines = [HEADER]
     for export in nfs_export_list(spec, site):
         mode = "rw" if export.writable else "ro"
-        lines.append(f"{export.path} {export.clients}({mode},no_root_squash,no_subtree_check,async)\n")
+        lines.append(f"{quoting.exports_path(export.path)} "
+                     f"{export.clients}({mode},no_root_squash,no_subtree_check,async)\n")
     return "".join(lines)
 
 
@@ -77,8 +79,8 @@ def render_ganesha(spec: Spec, site: Site) -> str:
         blocks.append(
             "EXPORT {\n"
             f"    Export_Id = {export_id};\n"
-            f'    Path = "{export.path}";\n'
-            f'    Pseudo = "{export.path}";\n'
+            f"    Path = {quoting.ganesha_string(export.path)};\n"
+            f"    Pseudo = {quoting.ganesha_string(export.path)};\n"
             "    Protocols = 3, 4;\n"
             "    Transports = TCP;\n"
             "    Access_Type = None;\n"

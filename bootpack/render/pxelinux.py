@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..bundle import layout
 from ..spec.model import Entry, Host, Spec
 from ..spec.site import Site
+from . import quoting
 from .common import HEADER
 from .nfs import host_root_path, nfs_root_path, writable_hosts
 
@@ -53,7 +54,8 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
 
 def _label(spec: Spec, site: Site, entry: Entry, extra: str, menu_default: bool,
            host: Host | None = None) -> str:
-    lines = [f"LABEL {entry.name}", f"  MENU LABEL {entry.menu_label}"]
+    lines = [f"LABEL {quoting.pxelinux(entry.name)}",
+             f"  MENU LABEL {quoting.pxelinux(entry.menu_label)}"]
     if menu_default:
         lines.append("  MENU DEFAULT")
     if entry.root == "local":
@@ -66,7 +68,7 @@ def _label(spec: Spec, site: Site, entry: Entry, extra: str, menu_default: bool,
         lines.append(f"  INITRD {initrd}")
     cmdline = kernel_cmdline(spec, site, entry, extra, host)
     if cmdline:
-        lines.append(f"  APPEND {cmdline}")
+        lines.append(f"  APPEND {quoting.pxelinux(cmdline)}")
     if entry.root in ("nfs", "live"):
         lines.append("  IPAPPEND 2")  # BOOTIF=<mac>: the initrd/kernel use the NIC that booted
     return "\n".join(lines) + "\n"
@@ -81,7 +83,8 @@ def default_config(spec: Spec, site: Site) -> str:
         head += [f"DEFAULT {default.name}", "PROMPT 0"]
     else:
         head += ["UI menu.c32", f"DEFAULT {default.name}", "PROMPT 0",
-                 f"TIMEOUT {spec.menu.timeout * 10}", f"MENU TITLE {spec.menu.title}"]
+                 f"TIMEOUT {spec.menu.timeout * 10}",
+                 f"MENU TITLE {quoting.pxelinux(spec.menu.title)}"]
     labels = [_label(spec, site, e, "", e.name == default.name) for e in spec.entries]
     return "\n".join(head) + "\n\n" + "\n".join(labels)
 

@@ -8,10 +8,12 @@ all so the user sees every problem at once; `build` and `serve` run the same set
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from .files import NOT_FOUND, input_file_problem
 from .model import Spec
 from .site import Site
 
@@ -90,6 +92,25 @@ def server_inside_subnet(spec: Spec, site: Site) -> Iterable[str]:
                "clients could not reach it. Use an address in the subnet")
 
 
+def _special_address(address: IPv4Address, site: Site) -> str | None:
+    """'the network address of dhcp.subnet '10.0.2.0/24'' when address cannot be a machine's."""
+    o, subnet = site.origin, site.subnet
+    if subnet is None or address not in subnet or subnet.prefixlen >= 31:
+        return None
+    if address == subnet.network_address:
+        return f"the network address of {o.subnet} '{subnet}'"
+    if address == subnet.broadcast_address:
+        return f"the broadcast address of {o.subnet} '{subnet}'"
+    return None
+
+
+def server_is_a_host_address(spec: Spec, site: Site) -> Iterable[str]:
+    special = _special_address(site.address, site)
+    if special is not None:
+        yield (f"{site.origin.address}: '{site.address}' is {special}; no machine can use it. "
+               "Give the server's own address")
+
+
 def server_outside_pool(spec: Spec, site: Site) -> Iterable[str]:
     if site.mode == "server" and _in_range(site, site.address):
         assert site.range is not None
@@ -102,6 +123,9 @@ def router_inside_subnet(spec: Spec, site: Site) -> Iterable[str]:
     o = site.origin
     if site.router is not None and site.subnet is not None and site.router not in site.subnet:
         yield f"{o.router}: '{site.router}' is outside {o.subnet} '{site.subnet}'"
+    special = None if site.router is None else _special_address(site.router, site)
+    if special is not None:
+        yield f"{o.router}: '{site.router}' is {special}; give the gateway's own address"
 
 
 def _in_range(site: Site, address: IPv4Address) -> bool:
@@ -123,29 +147,53 @@ def host_ips_fit_the_network(spec: Spec, site: Site) -> Iterable[str]:
             yield f"hosts[{i}].ip: '{host.ip}' is the server's own address"
 
 
+def host_ips_are_host_addresses(spec: Spec, site: Site) -> Iterable[str]:
+    """A fixed address must be usable by a machine: not the subnet's network or broadcast
+    address, not the router's."""
+    for i, host in enumerate(spec.hosts):
+        if host.ip is None or host.name in site.dropped_hosts:
+            continue
+        special = _special_address(host.ip, site)
+        if special is not None:
+            yield (f"hosts[{i}].ip: '{host.ip}' is {special}; no machine can use it. Pick a host "
+                   "address inside the subnet")
+        elif host.ip == site.router:
+            yield (f"hosts[{i}].ip: '{host.ip}' is the router's address ({site.origin.router}); "
+                   "give the host its own address")
+
+
+def _not_one_of(what: str, name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? Otherwise " if close else ""
+    return f"{name!r} is not {what}; {hint}use one of {names}"
+
+
 def menu_default_exists(spec: Spec, site: Site) -> Iterable[str]:
     names = [e.name for e in spec.entries]
     if spec.menu.default is not None and spec.menu.default not in names:
-        yield f"menu.default: {spec.menu.default!r} is not an entry; use one of {names}"
+        yield f"menu.default: {_not_one_of('an entry', spec.menu.default, names)}"
 
 
 def host_entries_exist(spec: Spec, site: Site) -> Iterable[str]:
     names = [e.name for e in spec.entries]
     for i, host in enumerate(spec.hosts):
         if host.entry is not None and host.entry not in names:
-            yield f"hosts[{i}].entry: {host.entry!r} is not an entry; use one of {names}"
+            yield f"hosts[{i}].entry: {_not_one_of('an entry', host.entry, names)}"
 
 
 def entry_images_exist(spec: Spec, site: Site) -> Iterable[str]:
     names = sorted(spec.images)
     for i, entry in enumerate(spec.entries):
         if entry.root == "local":
+            if entry.image is not None:
+                yield (f"entries[{i}].image: root = 'local' boots the local disk and loads no "
+                       f"image; remove image = {entry.image!r} or choose another root")
             continue
         if entry.image is None:
             yield (f"entries[{i}].image: entry {entry.name!r} with root = {entry.root!r} needs an "
                    f"image; use one of {names} or add an [images.NAME] section")
         elif entry.image not in spec.images:
-            yield (f"entries[{i}].image: {entry.image!r} is not an image; use one of {names} "
+            yield (f"entries[{i}].image: {_not_one_of('an image', entry.image, names)}; "
                    f"or add an [images.{entry.image}] section")
 
 
@@ -219,9 +267,11 @@ CHECKS: tuple[Check, ...] = (
     dhcp_mode_has_what_it_needs,
     range_inside_subnet,
     server_inside_subnet,
+    server_is_a_host_address,
     server_outside_pool,
     router_inside_subnet,
     host_ips_fit_the_network,
+    host_ips_are_host_addresses,
     menu_default_exists,
     host_entries_exist,
     entry_images_exist,
@@ -239,22 +289,24 @@ def run_checks(spec: Spec, site: Site | None = None) -> list[str]:
 
 
 def missing_files(spec: Spec, base: Path) -> list[str]:
-    """Input files the spec names that do not exist (relative to the spec's folder)."""
+    """Input files the spec names that are missing or not of their kind (kernel, initrd, ...),
+    relative to the spec's folder."""
     problems = []
     for name, image in spec.images.items():
-        for key in ("kernel", "initrd", "squashfs"):
+        for key in ("kernel", "initrd", "squashfs", "dockerfile"):
             value = getattr(image, key)
-            if value is not None and not (base / value).is_file():
+            if value is None:
+                continue
+            problem = input_file_problem(base / value, key)
+            if problem == NOT_FOUND:
+                problems.append(f"images.{name}.{key}: file {value!r} not found (looked at "
+                                f"{base / value}); fix the path, which is relative to the spec file")
+            elif problem is not None:
+                problems.append(f"images.{name}.{key}: {value!r} {problem}")
+        if image.overlay is not None:
+            folder = base / image.overlay
+            if not folder.is_dir():
                 problems.append(
-                    f"images.{name}.{key}: file {value!r} not found (looked at {base / value}); "
-                    "fix the path, which is relative to the spec file"
-                )
-        for key, is_kind, kind in (("dockerfile", Path.is_file, "file"),
-                                   ("overlay", Path.is_dir, "folder")):
-            value = getattr(image, key)
-            if value is not None and not is_kind(base / value):
-                problems.append(
-                    f"images.{name}.{key}: {kind} {value!r} not found (looked at {base / value}); "
-                    "fix the path, which is relative to the spec file"
-                )
+                    f"images.{name}.overlay: folder {image.overlay!r} not found (looked at "
+                    f"{folder}); fix the path, which is relative to the spec file")
     return problems

@@ -12,66 +12,244 @@ the same wherever the spec lives.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 SCHEMA_VERSION = 1
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-_VERSION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+# A spec is untrusted input that ends up in files root-run daemons read, so every field has a
+# type that says what it may hold. Patterns are matched whole (re.fullmatch: `$` would also
+# accept a trailing newline).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HOST_NAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_MAC = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}")
+_VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?")
+_EXPORT_PATH = re.compile(r"(?:/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+")
+_IMAGE_REF = re.compile(
+    r"(?:[A-Za-z0-9.-]+(?::[0-9]{1,5})?/)?"  # registry host[:port]/
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"  # :tag, @digest
+)
+_SPECIAL_TREES = ("/proc", "/sys", "/dev")
+
+CMDLINE_MAX = 1024  # per field; Linux's x86 limit for the whole command line is 2048
+TEXT_MAX = 80  # a menu line
+LEASE_TIME_MAX = 2**32 - 2  # DHCP's 32-bit lease time; 0xffffffff means "infinite"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a field holds, in words: the README reference shows it as the field's type."""
+
+    name: str
+
+
+def _show(value: Any) -> str:
+    """A value for a message: its repr, shortened (a 5,000-digit number or a 1 MB string is
+    not worth printing), and never failing on deep nesting."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= 60 else f"{text[:40]}...({len(text)} characters)"
+
+
+def _control(value: str) -> str | None:
+    """The first character of value that is not printable, described, or None."""
+    for ch in value:
+        if not ch.isprintable():
+            return {"\n": "a newline", "\r": "a carriage return", "\t": "a tab",
+                    "\x00": "a NUL byte"}.get(ch, f"the character U+{ord(ch):04X}")
+    return None
+
+
+def _text(value: str) -> str:
+    bad = _control(value)
+    if bad is not None:
+        raise ValueError(f"{_show(value)} contains {bad}; use one line of printable characters")
+    if len(value) > TEXT_MAX:
+        raise ValueError(f"is {len(value)} characters long; keep it to {TEXT_MAX} (one menu line)")
+    return value
+
+
+def _description(value: str) -> str:
+    bad = _control(value.replace("\n", " ").replace("\t", " "))
+    if bad is not None:
+        raise ValueError(f"{_show(value)} contains {bad}; use printable characters and newlines")
+    if len(value) > 2000:
+        raise ValueError(f"is {len(value)} characters long; keep it to 2000")
+    return value
+
+
+def _cmdline(value: str) -> str:
+    for ch in value:
+        if not " " <= ch <= "~":
+            what = _control(ch) or f"the non-ASCII character {ch!r}"
+            raise ValueError(f"{_show(value)} contains {what}; a kernel command line is one line "
+                             "of printable ASCII")
+    if len(value) > CMDLINE_MAX:
+        raise ValueError(f"is {len(value)} characters long; the kernel takes at most 2048 in all, "
+                         f"keep this to {CMDLINE_MAX}")
+    return value
 
 
 def _safe_name(value: str) -> str:
-    if not _SAFE_NAME.match(value) or value in {".", ".."}:
+    if not _SAFE_NAME.fullmatch(value) or value in {".", ".."}:
         raise ValueError(
-            f"{value!r} is not a safe name: use 1-63 letters, digits, '.', '_' or '-', "
+            f"{_show(value)} is not a safe name: use 1-63 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (it becomes a file name)"
         )
     return value
 
 
+def _host_name(value: str) -> str:
+    if not _HOST_NAME.fullmatch(value) or value.lower() in {"ignore", "infinite"}:
+        raise ValueError(
+            f"{_show(value)} is not a usable host name: use 1-63 letters, digits or '-', starting "
+            "with a letter and not ending with '-' (it becomes the DHCP host name and a file name)"
+        )
+    return value
+
+
+def _dns_domain(value: str) -> str:
+    labels = value.split(".")
+    if len(value) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(
+            f"{_show(value)} is not a DNS domain name: use dot-separated labels of letters, digits "
+            "and '-' (each 1-63 long, not starting or ending with '-'), e.g. 'lab.example'"
+        )
+    return value
+
+
 def _mac(value: str) -> str:
-    if not _MAC.match(value.lower()):
-        raise ValueError(f"{value!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:aa:bb:cc)")
-    return value.lower().replace("-", ":")
+    if not _MAC.fullmatch(value.lower()):
+        raise ValueError(f"{_show(value)} is not a MAC address (expected six hex pairs, "
+                         "e.g. 52:54:00:aa:bb:cc)")
+    mac = value.lower().replace("-", ":")
+    if mac == "00:00:00:00:00:00":
+        raise ValueError(f"{value!r} is the all-zero MAC address; give the NIC's own address")
+    if mac == "ff:ff:ff:ff:ff:ff":
+        raise ValueError(f"{value!r} is the broadcast MAC address; give the NIC's own address")
+    if int(mac[:2], 16) & 1:
+        raise ValueError(f"{value!r} is a multicast MAC address (the first byte is odd); "
+                         "give the NIC's own (unicast) address")
+    return mac
 
 
 def _version(value: str) -> str:
-    if not _VERSION.match(value):
+    if not _VERSION.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a usable version: use letters, digits, '.', '_' or '-' "
+            f"{_show(value)} is not a usable version: use letters, digits, '.', '_' or '-' "
             "(it becomes a registry tag), e.g. 1.0.0"
         )
+    return value
+
+
+def _package(value: str) -> str:
+    if not _PACKAGE.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a package name (e.g. 'openssh-server' or "
+                         "'curl=7.88.1-10+deb12u8')")
+    return value
+
+
+def _image_ref(value: str) -> str:
+    if len(value) > 255 or not _IMAGE_REF.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a container image reference (e.g. "
+                         "'debian:bookworm-slim' or 'registry.example.com/os/base:1.2')")
     return value
 
 
 def _relative_path(value: str) -> str:
     if not value.strip():
         raise ValueError("is empty: give a path relative to the spec file")
+    bad = _control(value)
+    if bad is not None:
+        raise ValueError(f"{_show(value)} contains {bad}; give a file path")
+    if len(value) > 4096:
+        raise ValueError(f"is {len(value)} characters long; no path is that long")
     return value
 
 
-def _absolute_path(value: str) -> str:
-    if not value.startswith("/") or "/../" in f"{value}/":
-        raise ValueError(f"{value!r} is not an absolute path without '..'")
-    return value.rstrip("/") or "/"
+def _export_path(value: str) -> str:
+    value = value.rstrip("/") if len(value) > 1 else value
+    if value == "/":
+        raise ValueError("'/' is the server's whole file system; name the folder to serve, "
+                         "e.g. '/srv/bootpack'")
+    parts = value.split("/")[1:]
+    if (not value.startswith("/") or len(value) > 1024 or not _EXPORT_PATH.fullmatch(value)
+            or any(p in (".", "..") for p in parts)):
+        raise ValueError(
+            f"{_show(value)} is not a clean absolute path: start with '/', use letters, digits, "
+            "'.', '_', '+', '-' and '/' only (no spaces, quotes, commas, colons or parentheses: "
+            "it is written into exports, ganesha.conf and the kernel command line), no '..'"
+        )
+    if any(value == tree or value.startswith(tree + "/") for tree in _SPECIAL_TREES):
+        raise ValueError(f"{value!r} is under /{parts[0]}, a kernel file system; serve a folder "
+                         "of real files")
+    return value
 
 
-SafeName = Annotated[str, AfterValidator(_safe_name)]
-MacAddress = Annotated[str, AfterValidator(_mac)]
-Version = Annotated[str, AfterValidator(_version)]
-SpecPath = Annotated[str, AfterValidator(_relative_path)]
-ServerPath = Annotated[str, AfterValidator(_absolute_path)]
+def _unicast(value: Any) -> IPv4Address:
+    if isinstance(value, IPv4Address):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{_show(value)} is not an IPv4 address; write it in quotes, "
+                         "e.g. '10.0.2.2'")
+    try:
+        address = IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{_show(value)} is not an IPv4 address (e.g. '10.0.2.2')") from None
+    if address.is_unspecified or address.is_multicast or address == IPv4Address("255.255.255.255") \
+            or address.is_reserved:
+        raise ValueError(f"'{address}' is not a unicast address; give a machine's own address")
+    return address
+
+
+def _network(value: Any) -> IPv4Network:
+    if isinstance(value, IPv4Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{_show(value)} is not a subnet; write it in quotes, e.g. '10.0.2.0/24'")
+    try:
+        return IPv4Network(value)
+    except ValueError as exc:
+        raise ValueError(f"{_show(value)} is not a subnet in CIDR form, e.g. '10.0.2.0/24' "
+                         f"({exc})") from None
+
+
+def _not_bool(value: Any) -> Any:
+    # Strict mode still reads `true` as 1 for Literal[1]; a flag is not a number.
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is a boolean, not a number")
+    return value
+
+
+SafeName = Annotated[str, AfterValidator(_safe_name), Kind("name")]
+HostName = Annotated[str, AfterValidator(_host_name), Kind("host name")]
+MacAddress = Annotated[str, AfterValidator(_mac), Kind("MAC address")]
+Version = Annotated[str, AfterValidator(_version), Kind("version")]
+Package = Annotated[str, AfterValidator(_package), Kind("Debian package")]
+ImageRef = Annotated[str, AfterValidator(_image_ref), Kind("container image reference")]
+DnsDomain = Annotated[str, AfterValidator(_dns_domain), Kind("DNS domain name")]
+Text = Annotated[str, AfterValidator(_text), Kind("one line of text")]
+Description = Annotated[str, AfterValidator(_description), Kind("text")]
+Cmdline = Annotated[str, AfterValidator(_cmdline), Kind("kernel command line")]
+SpecPath = Annotated[str, AfterValidator(_relative_path), Kind("path")]
+ExportPath = Annotated[str, AfterValidator(_export_path), Kind("absolute path")]
+Address = Annotated[IPv4Address, BeforeValidator(_unicast), Kind("IPv4 address")]
+Subnet = Annotated[IPv4Network, BeforeValidator(_network), Kind("IPv4 subnet (CIDR)")]
+AddressRange = Annotated[tuple[Address, Address], Strict(False)]
 RootMode = Literal["ramdisk", "nfs", "live", "local"]
 DhcpMode = Literal["server", "proxy", "none"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class Bundle(_Section):
@@ -79,17 +257,17 @@ class Bundle(_Section):
 
     name: SafeName = Field(description="Bundle name; names the archive and the registry repository.")
     version: Version = Field(description="Bundle version, e.g. 1.0.0; becomes the registry tag.")
-    description: str = Field("", description="Free text shown in bundle.json.")
+    description: Description = Field("", description="Free text shown in bundle.json.")
 
 
 class Server(_Section):
     """The boot server as clients see it."""
 
-    address: IPv4Address = Field(
+    address: Address = Field(
         description="Address where clients reach TFTP, HTTP and NFS (next-server)."
     )
     http_port: int = Field(80, ge=1, le=65535, description="Port of the HTTP server for live images.")
-    root: ServerPath = Field(
+    root: ExportPath = Field(
         "/srv/bootpack",
         description="Where the bundle directory lives on the boot server; NFS exports are under it.",
     )
@@ -103,36 +281,29 @@ class Dhcp(_Section):
         description="server: hand out addresses; proxy: only boot data, an existing DHCP server "
         "keeps giving addresses; none: no DHCP snippets (configure your own server).",
     )
-    subnet: IPv4Network | None = Field(
+    subnet: Subnet | None = Field(
         None, description="Client subnet, e.g. 10.0.2.0/24. Needed for server and proxy modes and NFS."
     )
-    range: tuple[IPv4Address, IPv4Address] | None = Field(
+    range: AddressRange | None = Field(
         None, description="First and last address of the dynamic pool (server mode)."
     )
-    router: IPv4Address | None = Field(None, description="Default gateway handed to clients.")
-    dns: list[IPv4Address] = Field(default_factory=list, description="DNS servers handed to clients.")
-    domain: str | None = Field(None, description="Domain name handed to clients.")
-    lease_time: int = Field(3600, ge=60, description="Lease time in seconds.")
+    router: Address | None = Field(None, description="Default gateway handed to clients.")
+    dns: list[Address] = Field(default_factory=list, max_length=8,
+                               description="DNS servers handed to clients.")
+    domain: DnsDomain | None = Field(None, description="Domain name handed to clients.")
+    lease_time: int = Field(3600, ge=120, le=LEASE_TIME_MAX, description="Lease time in seconds.")
 
 
 class Menu(_Section):
     """The boot menu unknown clients see."""
 
-    title: str = Field("bootpack", description="Menu title.")
+    title: Text = Field("bootpack", min_length=1, description="Menu title.")
     timeout: int = Field(
         5, ge=0, le=3600, description="Seconds before the default entry boots; 0 boots it at once."
     )
     default: SafeName | None = Field(None, description="Entry booted on timeout (default: the first).")
 
 
-def _package(value: str) -> str:
-    if not _PACKAGE.match(value):
-        raise ValueError(f"{value!r} is not a package name (e.g. 'openssh-server' or "
-                         "'curl=7.88.1-10+deb12u8')")
-    return value
-
-
-Package = Annotated[str, AfterValidator(_package)]
 
 
 class Image(_Section):
@@ -146,8 +317,8 @@ class Image(_Section):
     squashfs: SpecPath | None = Field(
         None, description="Root file system as a squashfs, served over HTTP for live entries."
     )
-    from_: str | None = Field(
-        None, alias="from", min_length=1,
+    from_: ImageRef | None = Field(
+        None, alias="from",
         description="Container image reference (local, else pulled), e.g. 'debian:bookworm-slim'. "
         "bootpack installs what the entries need, builds a dracut netboot initrd for the image's "
         "kernel and packs its root tree for live, nfs and ramdisk entries. Debian-family images.",
@@ -174,7 +345,7 @@ class Entry(_Section):
     """One menu item: an image booted with a root mode and a kernel command line."""
 
     name: SafeName = Field(description="Entry name, used by menu.default and hosts[].entry.")
-    label: str | None = Field(None, description="Text shown in the menu (default: the name).")
+    label: Text | None = Field(None, description="Text shown in the menu (default: the name).")
     image: SafeName | None = Field(None, description="Image to boot (not needed for root = local).")
     root: RootMode = Field(
         "ramdisk",
@@ -182,8 +353,8 @@ class Entry(_Section):
         "tree as an initramfs); nfs: root over NFS; live: dracut livenet squashfs over HTTP; "
         "local: boot the local disk.",
     )
-    cmdline: str = Field("", description="Extra kernel command line.")
-    nfs_path: ServerPath | None = Field(
+    cmdline: Cmdline = Field("", description="Extra kernel command line.")
+    nfs_path: ExportPath | None = Field(
         None,
         description="nfs: absolute path of the root tree on the server "
         "(default: <server.root>/roots/<image>).",
@@ -198,11 +369,11 @@ class Entry(_Section):
 class Host(_Section):
     """A known machine: its own pxelinux config boots its entry, DHCP gives it a fixed address."""
 
-    name: SafeName = Field(description="Host name.")
+    name: HostName = Field(description="Host name (DHCP host name).")
     mac: MacAddress = Field(description="MAC address of the booting NIC.")
-    ip: IPv4Address | None = Field(None, description="Fixed address (outside the dynamic range).")
+    ip: Address | None = Field(None, description="Fixed address (outside the dynamic range).")
     entry: SafeName | None = Field(None, description="Entry this host boots (default: menu.default).")
-    cmdline: str = Field("", description="Appended to the entry's command line for this host.")
+    cmdline: Cmdline = Field("", description="Appended to the entry's command line for this host.")
     writable_root: bool = Field(
         False,
         description="nfs entries: boot this host from its own writable copy of the image's root "
@@ -214,7 +385,7 @@ class Host(_Section):
 class Spec(_Section):
     """A bootpack spec (TOML)."""
 
-    schema_: Literal[1] = Field(
+    schema_: Annotated[Literal[1], BeforeValidator(_not_bool)] = Field(
         alias="schema", description="Spec format version; must be 1."
     )
     bundle: Bundle

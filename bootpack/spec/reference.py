@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .model import Bundle, Dhcp, Entry, Host, Image, Menu, Server, Spec
+from .model import Bundle, Dhcp, Entry, Host, Image, Kind, Menu, Server, Spec
 
 # Section -> (model, TOML header as the user writes it), in the order a spec reads.
 SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -37,7 +37,8 @@ def _type_name(annotation: Any) -> str:
     """A reader's name for a field type: 'IPv4 address', '"server" | "proxy"', 'list of ...'."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _type_name(args[0])
+        kinds = [m.name for m in args[1:] if isinstance(m, Kind)]
+        return kinds[0] if kinds else _type_name(args[0])
     if origin is typing.Literal:
         return " or ".join(f"`{a!r}`".replace("'", '"') for a in args)
     if origin in (typing.Union, types.UnionType):

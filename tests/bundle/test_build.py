@@ -14,7 +14,7 @@ import pytest
 from bootpack.bundle import Bundle
 from bootpack.bundle.verify import verify
 from bootpack.cli import main
-from tests.support.specs import LAB, lab_data, write_spec
+from tests.support.specs import INITRD, KERNEL, LAB, lab_data, write_spec
 
 
 def tree_digest(root: Path) -> dict[str, str]:
@@ -36,14 +36,14 @@ def test_build_writes_the_whole_tree(tmp_path: Path) -> None:
         assert (out / "tftpboot" / name).is_file(), name
     for name in ("dhcpd.conf", "dnsmasq.conf", "kea-dhcp4.json"):
         assert (out / "etc" / name).is_file(), name
-    assert (out / "tftpboot/images/kdev/vmlinuz").read_bytes() == b"kernel\n"
+    assert (out / "tftpboot/images/kdev/vmlinuz").read_bytes() == KERNEL
     manifest = json.loads((out / "bundle.json").read_text())
     assert manifest["name"] == "lab" and manifest["version"] == "1.0.0"
     assert manifest["spec_digest"].startswith("sha256:")
     rows = {row["path"]: row for row in manifest["files"]}
     kernel = rows["tftpboot/images/kdev/vmlinuz"]
-    assert kernel["size"] == 7
-    assert kernel["sha256"] == "sha256:" + hashlib.sha256(b"kernel\n").hexdigest()
+    assert kernel["size"] == len(KERNEL)
+    assert kernel["sha256"] == "sha256:" + hashlib.sha256(KERNEL).hexdigest()
     assert verify(Bundle.open(out)) == []
     (out / "tftpboot/images/kdev/vmlinuz").write_bytes(b"tampered")
     assert verify(Bundle.open(out)) == ["changed: tftpboot/images/kdev/vmlinuz"]
@@ -95,7 +95,7 @@ def test_failed_build_leaves_existing_output_exactly_as_it_was(
     assert build(spec, tmp_path / "out") == 2
     assert "images.kdev.initrd: file 'artifacts/initrd.img' not found" in capsys.readouterr().err
     # A failure late in the build (missing syslinux files) must not touch it either.
-    (tmp_path / "in/artifacts/initrd.img").write_bytes(b"new initrd\n")
+    (tmp_path / "in/artifacts/initrd.img").write_bytes(INITRD + b"new\n")
     assert build(spec, tmp_path / "out", "--syslinux-dir", str(tmp_path / "nowhere")) == 2
     assert tree_digest(tmp_path / "out") == before
     assert (tmp_path / "out.tar.gz").read_bytes() == archive_before

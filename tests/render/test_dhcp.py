@@ -96,3 +96,32 @@ def test_kea_accepts_the_snippet(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     conf.write_text(conf.read_text().replace('"10.0.2.100 - 10.0.2.200"', '"10.9.9.1 - 10.9.9.2"'))
     assert _check(["kea-dhcp4", "-t", str(conf)]).returncode != 0
+
+
+def test_menu_title_with_quotes_is_quoted_for_dnsmasq(tmp_path: Path) -> None:
+    # A legal title may hold '"', '\\', ',' and '#': inside dnsmasq's quotes they stay text.
+    _needs("dnsmasq")
+    data = lab_data()
+    data["dhcp"]["mode"] = "proxy"
+    data["menu"]["title"] = 'Lab "A" \\ #1, x86'
+    spec = parse_spec(data)
+    text = render_dnsmasq(spec, Site.from_spec(spec))
+    assert 'pxe-service=x86PC,"Lab \\"A\\" \\\\ #1, x86",pxelinux,10.0.2.2\n' in text
+    conf = tmp_path / "dnsmasq.conf"
+    conf.write_text(text)
+    assert _check(["dnsmasq", "--test", "-C", str(conf)]).returncode == 0
+
+
+def test_quoting_helpers_escape_or_refuse() -> None:
+    from bootpack.errors import BootpackError
+    from bootpack.render import quoting
+
+    assert quoting.dhcpd_string('a"b\\c') == '"a\\"b\\\\c"'
+    assert quoting.dnsmasq_string('a"b') == '"a\\"b"'
+    assert quoting.ganesha_string("/srv/x") == '"/srv/x"'
+    for helper, value in ((quoting.pxelinux, "a\nKERNEL x"), (quoting.dnsmasq_string, "a\rb"),
+                          (quoting.dnsmasq_word, "lab,evil"), (quoting.dhcpd_word, 'a"'),
+                          (quoting.exports_path, "/x *(rw)"), (quoting.ganesha_string, '/x";'),
+                          (quoting.nginx_path, "/srv/$x"), (quoting.nginx_path, "/a b")):
+        with pytest.raises(BootpackError, match="cannot be written into"):
+            helper(value)

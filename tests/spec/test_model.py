@@ -70,12 +70,16 @@ def test_missing_required_key() -> None:
     assert "server.address: required key is missing" in problems(data)
 
 
-@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 64])
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 64, "a\n", "a b"])
 def test_names_unsafe_as_file_names_are_refused(name: str) -> None:
+    data = lab_data()
+    data["entries"][0]["name"] = name
+    assert "entries[0].name:" in problems(data)
+    assert "is not a safe name" in problems(data)
     data = lab_data()
     data["hosts"][0]["name"] = name
     assert "hosts[0].name:" in problems(data)
-    assert "is not a safe name" in problems(data)
+    assert "is not a usable host name" in problems(data)
 
 
 def test_digest_ignores_formatting_and_comments(tmp_path: Path) -> None:

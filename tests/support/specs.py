@@ -44,6 +44,12 @@ cmdline = "node=1"
 """
 
 
+# Stand-ins with the headers bootpack checks (a bzImage setup header, a newc cpio magic),
+# small and recognisable in a bundle.
+KERNEL = b"\0" * 0x202 + b"HdrS" + b"\0" * 10 + b"kernel\n"
+INITRD = b"070701" + b"0" * 104 + b"initrd\n"
+
+
 def lab_data() -> dict[str, Any]:
     return copy.deepcopy(tomllib.loads(LAB))
 
@@ -53,8 +59,8 @@ def write_spec(folder: Path, data: dict[str, Any] | str = LAB, artifacts: bool =
     folder.mkdir(parents=True, exist_ok=True)
     if artifacts:
         (folder / "artifacts").mkdir(exist_ok=True)
-        (folder / "artifacts" / "vmlinuz").write_bytes(b"kernel\n")
-        (folder / "artifacts" / "initrd.img").write_bytes(b"initrd\n")
+        (folder / "artifacts" / "vmlinuz").write_bytes(KERNEL)
+        (folder / "artifacts" / "initrd.img").write_bytes(INITRD)
     path = folder / "spec.toml"
     path.write_text(data if isinstance(data, str) else tomli_w.dumps(data))
     return path
