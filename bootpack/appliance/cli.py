@@ -11,8 +11,7 @@ from pathlib import Path
 from ..errors import BootpackError
 from ..progress import Progress
 from ..spec.model import DhcpMode
-from .state import default_runtime_dir
-from .statusweb import DEFAULT_STATUS_PORT
+from .state import DEFAULT_STATUS_PORT, default_runtime_dir
 from .timeline import DEFAULT_STALL_SECONDS
 
 

@@ -33,8 +33,8 @@ from . import dhcp_probe
 from .bootlog import parse_line
 from .metrics import Metrics
 from .runtime import RUNTIME_TFTP, Paths, Runtime, render_runtime, runtime_site
-from .state import RUNTIME_DIR, DaemonState, ServeState
-from .statusweb import DEFAULT_STATUS_PORT, PREFIX, StatusSite
+from .state import DEFAULT_STATUS_PORT, RUNTIME_DIR, DaemonState, ServeState
+from .statusweb import PREFIX, StatusSite
 from .supervisor import Output, Supervisor
 from .timeline import DEFAULT_STALL_SECONDS, BundleInfo, Timeline
 

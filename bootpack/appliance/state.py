@@ -17,6 +17,7 @@ from ..errors import BootpackError
 RUNTIME_DIR = Path("/run/bootpack")  # default runtime dir; BOOTPACK_RUNTIME_DIR overrides it
 RUNTIME_DIR_ENV = "BOOTPACK_RUNTIME_DIR"
 STATE_FILE = "state.json"
+DEFAULT_STATUS_PORT = 8067  # the status site, on 127.0.0.1 inside the appliance (nginx proxies)
 
 DaemonStatus = Literal["starting", "running", "down", "stopped"]
 

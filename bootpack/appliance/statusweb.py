@@ -25,9 +25,9 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 from .metrics import Metrics
+from .state import DEFAULT_STATUS_PORT
 from .timeline import BundleInfo, StatusReport, Timeline
 
-DEFAULT_STATUS_PORT = 8067  # on 127.0.0.1 inside the appliance; nginx proxies to it
 PREFIX = "/bootpack"
 
 

@@ -360,6 +360,11 @@ class Entry(_Section):
         "(default: <server.root>/roots/<image>).",
     )
     nfs_version: Literal[3, 4] = Field(3, description="nfs: NFS protocol version for the root mount.")
+    report_up: bool = Field(
+        True,
+        description="Add bootpack.report=URL to the command line: images bootpack builds then "
+        "report `up` to the appliance once booted (`bootpack status`); false turns it off.",
+    )
 
     @property
     def menu_label(self) -> str:
@@ -379,6 +384,9 @@ class Host(_Section):
         description="nfs entries: boot this host from its own writable copy of the image's root "
         "tree (<server.root>/hosts/<name>), exported read-write to this host's ip only (needs ip). "
         "`bootpack serve` makes the copy on first start; every other export stays read-only.",
+    )
+    report_up: bool | None = Field(
+        None, description="Overrides the entry's report_up for this host (false: no `up` report)."
     )
 
 
