@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import threading
-import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -46,7 +45,7 @@ class StatusSite:
 
     def report(self) -> StatusReport:
         return StatusReport(bundle=self.bundle, address=self.address, mode=self.mode,
-                            now=time.time(), stall_seconds=self.timeline.stall_seconds,
+                            now=self.timeline.clock(), stall_seconds=self.timeline.stall_seconds,
                             hosts=self.timeline.view())
 
     def allowed(self, headers: dict[str, str], query: dict[str, list[str]]) -> bool:
