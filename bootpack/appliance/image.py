@@ -81,11 +81,14 @@ version = "{__version__}"
 requires-python = ">=3.11"
 dependencies = [{deps}]
 
+[project.scripts]
+bootpack = "bootpack.cli:main"
+
 [tool.setuptools.packages.find]
 include = ["bootpack*"]
 
 [tool.setuptools.package-data]
-bootpack = ["py.typed", "appliance/Dockerfile"]
+bootpack = ["py.typed", "appliance/Dockerfile", "appliance/dashboard.html"]
 """)
     return target
 

@@ -61,7 +61,7 @@ def net() -> Iterator[BootNet]:
         pytest.fail("qemu-system-x86_64 and ipxe-qemu are needed (scripts/install --test)")
     client = docker_client_or_skip()
     appliance_image()
-    with isolated_network(client, IPv4Network(f"10.78.{SLOT}.128/25"), "s") as net:
+    with isolated_network(client, IPv4Network(f"10.76.{SLOT}.0/25"), "s") as net:
         yield net
 
 
