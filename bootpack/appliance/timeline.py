@@ -301,11 +301,13 @@ class Timeline:
         ok = event.ok if event.protocol == "http" else size is not None
         mac = self.ip_mac.get(event.client)
         self._close_tftp(event.client, now)
+        if event.kind == "other":
+            return  # the status site's own pages, favicons, anything not a boot file
         if ok:
             self.listener.file(event, size)
         elif event.kind != "config":  # pxelinux probes several config names: misses are normal
             self.listener.file_error(event.protocol, event.kind)
-        if mac is None or event.kind == "other":
+        if mac is None:
             return
         host = self._host(mac)
         if host is None:

@@ -89,7 +89,10 @@ def appliance(net: BootNet, tap: str) -> Iterator[tuple[str, Container]]:
         yield address, container
     finally:
         with contextlib.suppress(docker.errors.APIError):
-            print(container.logs().decode()[-6000:])
+            logs = container.logs().decode()
+            print(logs[-6000:])
+            if os.environ.get("BOOTPACK_APPLIANCE_LOG"):  # keep the whole log (recorded lines)
+                Path(os.environ["BOOTPACK_APPLIANCE_LOG"]).write_text(logs)
         container.remove(force=True, v=True)
 
 
@@ -168,18 +171,24 @@ def test_a_known_host_boots_to_up_on_the_dashboard(tmp_path: Path, tap: str,
         start = time.monotonic()
         vm.start()
         seen: set[str] = set()
+        row_text = ""
 
         def row_up(d: Any) -> bool:
-            rows = d.find_elements(By.CSS_SELECTOR, f'tr[data-mac="{KNOWN_MAC}"]')
-            if rows:
-                seen.add(rows[0].find_element(By.CSS_SELECTOR, ".stage").text)
-            return bool(rows) and rows[0].get_attribute("data-state") == "up"
+            # read the row in one script: the page redraws the table every 2 s
+            nonlocal row_text
+            found = d.execute_script(
+                "const r = document.querySelector(arguments[0]); return r ? "
+                "[r.dataset.state, r.querySelector('.stage').textContent, r.innerText] : null",
+                f'tr[data-mac="{KNOWN_MAC}"]')
+            if found:
+                seen.add(found[1])
+                row_text = found[2]
+            return bool(found) and found[0] == "up"
 
         WebDriverWait(driver, 240, poll_frequency=0.5).until(row_up)  # type: ignore[arg-type]
         print(f"\ndashboard showed {KNOWN_MAC} up after {time.monotonic() - start:.1f} s; "
               f"stages seen on screen: {sorted(seen)}")
-        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-mac="{KNOWN_MAC}"]')  # type: ignore[attr-defined]
-        assert "known" in row.text and "marker" in row.text
+        assert "known" in row_text and "marker" in row_text
         time.sleep(2.5)  # one more poll: the timeline view below the table
         assert "up" in driver.find_element(By.ID, "timeline").text  # type: ignore[attr-defined]
         driver.save_screenshot(str(tmp_path / "dashboard.png"))  # type: ignore[attr-defined]
