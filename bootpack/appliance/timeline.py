@@ -126,6 +126,7 @@ class _Host:
     boots: deque[_Boot]
     ip: str | None = None
     last_boot_seconds: float | None = None
+    last_discover: float | None = None  # when this MAC last sent a DHCPDISCOVER
 
 
 class Listener:
@@ -285,8 +286,12 @@ class Timeline:
             host.ip = event.ip
         boot = host.boots[-1] if host.boots else None
         starts = event.message == "discover" or (event.message == "pxe" and not event.bootfile)
-        if boot is None or (starts and (boot.stage == "up" or boot.stalled
-                                        or RANK["loader"] <= RANK[boot.stage] < RANK["kernel"])):
+        if starts:
+            host.last_discover = now
+        # After the kernel a DISCOVER may be the system's own or a reboot: the loader being
+        # fetched again tells (see _file). Before it, a DISCOVER after the loader is a reboot.
+        if boot is None or (starts and (boot.stage == "up" or (RANK[boot.stage] < RANK["kernel"] and (
+                boot.stalled or RANK[boot.stage] >= RANK["loader"])))):
             boot = self._new_boot(host, now)
             self.listener.boot_started(boot.entry or UNKNOWN_ENTRY)
         detail = f"{event.mode} {event.message}" + (f" {event.ip}" if event.ip else "")
@@ -316,6 +321,8 @@ class Timeline:
         if boot is None or boot.stage == "up":
             boot = self._new_boot(host, now)
             self.listener.boot_started(boot.entry or UNKNOWN_ENTRY)
+        elif event.kind == "loader" and RANK[boot.stage] >= RANK["kernel"]:
+            boot = self._reboot(host, boot, now)
         stage = FILE_STAGES[event.kind]
         if not ok:
             if event.kind != "config":
@@ -335,6 +342,20 @@ class Timeline:
             self.pending_tftp[event.client] = (mac, boot.events[-1])
         if boot.error and stage in ("kernel", "initrd", "root") and event.kind in boot.error:
             boot.error = None  # fetched after all
+
+    def _reboot(self, host: _Host, old: _Boot, now: float) -> _Boot:
+        """The loader again after the kernel: the machine restarted. The new boot began with
+        its last DHCPDISCOVER; the DHCP events since then move to it."""
+        start = host.last_discover if host.last_discover is not None and \
+            host.last_discover >= old.since else now
+        moved = [e for e in old.events if e.at >= start and e.stage.startswith("dhcp-")]
+        old.events = [e for e in old.events if not (e.at >= start and e.stage.startswith("dhcp-"))]
+        boot = self._new_boot(host, start)
+        self.listener.boot_started(boot.entry or UNKNOWN_ENTRY)
+        for event in moved:
+            self._advance(boot, event.stage, event.at, event.detail.replace(
+                " (the booted system's own DHCP)", ""))
+        return boot
 
     def _close_tftp(self, client: str, now: float) -> None:
         """The client's previous TFTP read ends at its next request: note how long it took."""

@@ -1,6 +1,6 @@
 """End to end: every machine's boot in `bootpack status`, /metrics and the dashboard.
 
-One appliance (status token set, stall threshold 8 s) on the test's own Docker network, two
+One appliance (status token set, stall threshold 15 s) on the test's own Docker network, two
 marker VMs through a tap on its bridge:
 
 1. the known host `known` boots its entry while headless chromium shows the dashboard: the row
@@ -83,7 +83,7 @@ def appliance(net: BootNet, tap: str) -> Iterator[tuple[str, Container]]:
     container = start_appliance(client, net, address,
                                 ["--interface", "eth0", "--address", f"{address}/25"],
                                 f"bp-appl-{SLOT}-status",
-                                env={"BOOTPACK_STATUS_TOKEN": TOKEN, "BOOTPACK_STALL_SECONDS": "8"})
+                                env={"BOOTPACK_STATUS_TOKEN": TOKEN, "BOOTPACK_STALL_SECONDS": "15"})
     try:
         wait_healthy(container)
         yield address, container
@@ -221,7 +221,7 @@ def test_an_unknown_mac_without_kernel_stalls(tmp_path: Path, tap: str,
     assert code == 0, out
     holder: dict[str, Any] = {}
     vm = threading.Thread(target=lambda: holder.update(boot=boot_vm(
-        tmp_path / "serial.log", UNKNOWN_MAC, "never printed", tap=tap, timeout=50)))
+        tmp_path / "serial.log", UNKNOWN_MAC, "never printed", tap=tap, timeout=60)))
     vm.start()
     try:
         host = _wait_for("the unknown MAC to stall", lambda: next(

@@ -196,3 +196,25 @@ def test_status_table_and_urls() -> None:
     assert status_url("10.0.0.2") == "http://10.0.0.2/bootpack/api/status"
     assert status_url("http://10.0.0.2:8080/") == "http://10.0.0.2:8080/bootpack/api/status"
     assert status_url("http://h/bootpack") == "http://h/bootpack/api/status"
+
+
+def test_dhcp_after_the_kernel_is_the_same_boot_unless_the_loader_comes_again() -> None:
+    timeline, metrics, clock = store(stall=5)
+    pxe_boot(timeline, clock, KNOWN, "10.0.0.100", f"pxelinux.cfg/01-{KNOWN.replace(':', '-')}")
+    timeline.feed(tftp("10.0.0.100", "images/marker/vmlinuz"))
+    clock.now += 20  # a slow kernel: stalled at `kernel` meanwhile
+    assert timeline.view()[0].state == "stalled"
+    timeline.feed(DhcpEvent(message="discover", mac=KNOWN))  # the initrd's own DHCP
+    timeline.feed(DhcpEvent(message="ack", mac=KNOWN, ip="10.0.0.100"))
+    assert len(timeline.view()[0].boots) == 1
+    clock.now += 1
+    timeline.feed(DhcpEvent(message="discover", mac=KNOWN))  # ... or a reboot: the loader tells
+    discover_at = clock.now
+    clock.now += 2
+    timeline.feed(DhcpEvent(message="ack", mac=KNOWN, ip="10.0.0.100"))
+    timeline.feed(tftp("10.0.0.100", "pxelinux.0"))
+    [host] = timeline.view()
+    assert len(host.boots) == 2 and host.state == "booting" and host.stage == "loader"
+    assert host.boots[-1].started == discover_at
+    assert list(host.boots[-1].stages) == ["dhcp-discover", "dhcp-ack", "loader"]
+    assert samples(metrics)[("bootpack_boots_started_total", (("entry", "live"),))] == 2
