@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bootpack.appliance.bootlog import DhcpEvent, FileEvent, TftpError, file_kind
@@ -13,6 +16,7 @@ from bootpack.appliance.status import stage_times, status_url, table
 from bootpack.appliance.statusweb import StatusSite
 from bootpack.appliance.timeline import BundleInfo, Timeline
 from bootpack.spec.load import parse_spec
+from tests.support.browser import browser_available, headless_chromium
 
 KNOWN = "52:54:00:a7:00:01"
 STRANGER = "52:54:00:ee:ee:ee"
@@ -218,3 +222,33 @@ def test_dhcp_after_the_kernel_is_the_same_boot_unless_the_loader_comes_again() 
     assert host.boots[-1].started == discover_at
     assert list(host.boots[-1].stages) == ["dhcp-discover", "dhcp-ack", "loader"]
     assert samples(metrics)[("bootpack_boots_started_total", (("entry", "live"),))] == 2
+
+
+def test_dashboard_renders_the_hosts_and_a_timeline(tmp_path: Path) -> None:
+    if not browser_available():
+        pytest.skip("chromium + chromium-driver needed")
+    web, timeline, clock = site()
+    clock.now = time.time()
+    pxe_boot(timeline, clock, KNOWN, "10.0.0.100", f"pxelinux.cfg/01-{KNOWN.replace(':', '-')}")
+    timeline.feed(tftp("10.0.0.100", "images/marker/vmlinuz"))
+    clock.now += 3
+    timeline.report_up("10.0.0.100", uptime=9.5)
+    pxe_boot(timeline, clock, STRANGER, "10.0.0.101", "pxelinux.cfg/default")
+    port = web.start(0)
+    try:
+        with headless_chromium() as driver:
+            driver.get(f"http://127.0.0.1:{port}/bootpack/?token=s3cret&mac={KNOWN}")  # type: ignore[attr-defined]
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                states = driver.execute_script(  # type: ignore[attr-defined]
+                    "return [...document.querySelectorAll('tr.host')].map(r => r.dataset.state)")
+                if states:
+                    break
+                time.sleep(0.2)
+            assert states == ["up", "booting"]
+            assert driver.find_element("id", "error").text == ""  # type: ignore[attr-defined]
+            text = driver.find_element("id", "timeline").text  # type: ignore[attr-defined]
+            assert "tftp images/marker/vmlinuz" in text and "8000000" in text
+            assert "(unknown MAC)" in driver.find_element("id", "hosts").text  # type: ignore[attr-defined]
+    finally:
+        web.close()
