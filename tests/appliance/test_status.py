@@ -211,7 +211,7 @@ def test_a_known_host_boots_to_up_on_the_dashboard(tmp_path: Path, tap: str,
     kernel = next(e for e in current["events"] if e["stage"] == "kernel")
     assert kernel["bytes"] > 1_000_000 and kernel["seconds"] is not None
     assert current["reported_uptime"] > 0 and host["last_boot_seconds"] == current["duration"]
-    assert host["ip"] and host["ip"].startswith(f"10.78.{SLOT}.")
+    assert host["ip"] and host["ip"].startswith(f"10.76.{SLOT}.")
 
 
 def test_an_unknown_mac_without_kernel_stalls(tmp_path: Path, tap: str,
