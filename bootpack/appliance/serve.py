@@ -246,7 +246,11 @@ def start_status(options: ServeOptions, spec: Spec, bundle: Bundle, site_address
                                                      digest=manifest.digest),
                       address=site_address, mode=mode, token=options.status_token,
                       log=lambda text: out.line("status", text))
-    site.start(options.status_port)
+    try:
+        site.start(options.status_port)
+    except OSError as exc:
+        raise BootpackError(f"the status site cannot listen on 127.0.0.1:{options.status_port} "
+                            f"({exc}); give another --status-port, or --no-status") from None
     return site
 
 
