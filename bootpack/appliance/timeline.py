@@ -53,7 +53,8 @@ class StageEvent(BaseModel):
     offset: float  # seconds since the boot started
     detail: str = ""  # the file, the address, the report
     bytes: int | None = None
-    seconds: float | None = None  # how long the transfer took (TFTP: until the client's next request)
+    seconds: float | None = None  # how long the transfer took (TFTP: until the client's next TFTP
+    # request; unknown for its last one)
 
 
 class BootView(BaseModel):
@@ -305,7 +306,8 @@ class Timeline:
         size = event.bytes if event.protocol == "http" else self.file_size(event.path)
         ok = event.ok if event.protocol == "http" else size is not None
         mac = self.ip_mac.get(event.client)
-        self._close_tftp(event.client, now)
+        if event.protocol == "tftp":
+            self._close_tftp(event.client, now)
         if event.kind == "other":
             return  # the status site's own pages, favicons, anything not a boot file
         if ok:
@@ -358,7 +360,8 @@ class Timeline:
         return boot
 
     def _close_tftp(self, client: str, now: float) -> None:
-        """The client's previous TFTP read ends at its next request: note how long it took."""
+        """The client's previous TFTP read ends at its next TFTP request (pxelinux reads one
+        file after the other): note how long it took."""
         pending = self.pending_tftp.pop(client, None)
         if pending is None:
             return

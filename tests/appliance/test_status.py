@@ -270,7 +270,7 @@ def test_the_timeline_survives_a_daemon_restart(appliance: tuple[str, Container]
     before = _status_json(address)
     state = json.loads(container.exec_run(["cat", "/run/bootpack/state.json"]).output)
     pid = state["daemons"]["dhcpd"]["pid"]
-    assert container.exec_run(["kill", str(pid)]).exit_code == 0
+    assert container.exec_run(["sh", "-c", f"kill {pid}"]).exit_code == 0
     _wait_for("dhcpd to be restarted", lambda: _metrics(address).get(
         ("bootpack_daemon_restarts_total", (("service", "dhcpd"),)), 0) >= 1, timeout=30)
     after = _status_json(address)
