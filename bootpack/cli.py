@@ -130,10 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("build", help="compile a spec into a boot bundle directory and archive",
                             description="Compile SPEC into DIR (tftpboot/, etc/, bundle.json) and a "
-                            "deterministic DIR.tar.gz next to it. The build happens in a temporary "
-                            "directory and replaces DIR only on success; DIR must be absent, empty "
-                            "or an earlier bundle. Set SOURCE_DATE_EPOCH to choose the archive's "
-                            "file times (default 0).")
+                            "deterministic DIR.tar.gz next to it. The build writes a new version in "
+                            ".DIR.bootpack/ and switches DIR and DIR.tar.gz to it together, only on "
+                            "success; DIR must be absent, empty or an earlier bundle holding only its "
+                            "own files (DIR/hosts/ is kept), and must not hold an input. Set "
+                            "SOURCE_DATE_EPOCH to choose the archive's file times (default 0).")
     p.add_argument("spec", type=Path, metavar="SPEC", help="the spec file (TOML)")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                    help="bundle directory to create or replace")
@@ -186,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("pull", help="fetch a published bundle into a directory, verified",
                             description="Download the bundle at REF[:VERSION|@DIGEST] (default "
                             ":latest) into DIR and DIR.tar.gz. Checks the archive's digest, then every "
-                            "file against bundle.json, in a temporary directory; DIR is replaced only "
-                            "when all checks pass, and must be absent, empty or an earlier bundle.")
+                            "file against bundle.json, in a new version folder; DIR and DIR.tar.gz are "
+                            "switched to it only when all checks pass. DIR must be absent, empty or an "
+                            "earlier bundle holding only its own files.")
     p.add_argument("ref", metavar="REF", help="e.g. registry.example.com/site/boot:1.0")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR",
                    help="bundle directory to create or replace")
@@ -232,7 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bootpack: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("bootpack: interrupted; nothing was changed", file=sys.stderr)
+        from .bundle.output import interrupted_note
+
+        note = interrupted_note()
+        print(f"bootpack: interrupted{'; ' + note if note else ''}", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ atomically. Rendering is pure (bootpack.render); this module only moves bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,9 @@ from . import __version__
 from .bundle import layout
 from .bundle.archive import source_date_epoch, write_archive
 from .bundle.manifest import Bundle, make_manifest
-from .bundle.output import archive_path, staged_output
+from .bundle.output import archive_path, check_inputs, check_replaceable, staged_output, watch
+from .bundle.verify import archive_manifest
+from .errors import BootpackError
 from .external import run
 from .files import walk
 from .images.builder import BuiltImage, build_images, provenance
@@ -148,16 +151,51 @@ def _unchanged(output: Path, staging: Path, mtime: int) -> bool:
         return False
 
 
+def _reusable_archive(previous: Path, staging: Path, progress: Progress) -> bool:
+    """The previous archive, checked: every file in it against its bundle.json, and that
+    bundle.json against the new one (a damaged or replaced archive is written again)."""
+    try:
+        return archive_manifest(previous).dumps() == (staging / layout.MANIFEST).read_text()
+    except BootpackError as exc:
+        progress.warn(f"{exc}; writing the archive again")
+        return False
+
+
+def build_inputs(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> dict[str, Path]:
+    """Every file and folder a build reads, by what it is (for `check_inputs`)."""
+    found = {"the spec": loaded.path}
+    for name, image in loaded.spec.images.items():
+        for key in ("kernel", "initrd", "squashfs", "dockerfile", "overlay"):
+            value = getattr(image, key)
+            if value is not None:
+                found[f"images.{name}.{key}"] = loaded.base / value
+    with contextlib.suppress(BootpackError):
+        for name, path in find_syslinux_files(syslinux_dir).items():
+            found[name] = path
+    return found
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source.resolve(), target)  # same file system, same bytes: nothing to copy
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None = None,
                  progress: Progress | None = None, cache: Cache | None = None) -> BuildResult:
     """Compile a loaded spec into `output` and `output.tar.gz`, atomically."""
     progress = progress or Progress(NORMAL)
     spec = loaded.spec
+    watch(output)
+    # Refused before minutes of image building (and again, under the output's lock, before the swap).
+    check_inputs(output, build_inputs(loaded, syslinux_dir))
+    check_replaceable(output)
     mtime = source_date_epoch()
     built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
         plan = plan_bundle(loaded, built, syslinux_dir)
-    with staged_output(output) as staging:
+    with staged_output(output, progress) as staging:
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
             write_plan(plan, staging)
         manifest = make_manifest(
@@ -169,9 +207,12 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
         (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         _fix_times(staging, mtime)
         previous = archive_path(output.absolute())
-        if _unchanged(output.absolute(), staging, mtime) and previous.is_file():
-            with progress.step("Reusing the unchanged archive"):
-                shutil.copyfile(previous, archive_path(staging))
+        reuse = _unchanged(output.absolute(), staging, mtime) and previous.is_file()
+        if reuse:
+            with progress.step(f"Checking the unchanged {previous.name}"):
+                reuse = _reusable_archive(previous, staging, progress)
+        if reuse:
+            _link_or_copy(previous, archive_path(staging))
         else:
             with progress.step("Writing the archive"):
                 write_archive(staging, archive_path(staging),

@@ -8,6 +8,7 @@ imports must come from the installed package, never from the source tree.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import docker.errors
 import pytest
 
 from tests.conftest import REPO, docker_available
+from tests.support.registry_server import registry_available, run_registry
 from tests.support.specs import write_spec
 
 
@@ -84,3 +86,37 @@ def test_image_bakes_from_a_plain_install(plain_venv: Path, plain_bundle: Path, 
     result = bootpack(plain_venv, tmp_path, "image", plain_bundle, "--tag", image_tag)
     assert result.returncode == 0, result.stderr[-3000:]
     assert image_tag in result.stdout
+    # The image's entry point (bootpack serve) is installed and runs.
+    out = docker.from_env().containers.run(image_tag, ["--help"], remove=True)
+    assert b"usage: bootpack serve" in out
+
+
+def test_push_inspect_pull_from_a_plain_install(plain_venv: Path, plain_bundle: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registry support is part of a plain install: no extra, no oras."""
+    if not registry_available():
+        pytest.skip("needs /usr/bin/docker-registry (scripts/install --test)")
+    found = subprocess.run([str(plain_venv / "bin/python"), "-c",
+                            "import importlib.util; print(importlib.util.find_spec('oras'))"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "None"
+    (tmp_path / "docker-config").mkdir()
+    (tmp_path / "docker-config/config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    work = tmp_path / "work"
+    work.mkdir()
+    with run_registry(tmp_path / "registry") as server:
+        repo = f"{server.host}/site/plain"
+        result = bootpack(plain_venv, work, "push", plain_bundle, repo, "--no-image", "--insecure")
+        assert result.returncode == 0, result.stderr
+        assert f"{repo}:1.0.0@sha256:" in result.stdout
+        result = bootpack(plain_venv, work, "inspect", repo, "--insecure", "--json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        assert {(r["tag"], r["kind"], r["version"]) for r in rows} == {
+            ("1.0.0", "bundle", "1.0.0"), ("latest", "bundle", "1.0.0")}
+        result = bootpack(plain_venv, work, "pull", f"{repo}:1.0.0", "-o", work / "pulled", "--insecure")
+        assert result.returncode == 0, result.stderr
+    assert (work / "pulled/bundle.json").read_bytes() == (plain_bundle / "bundle.json").read_bytes()
+    assert (work / "pulled.tar.gz").read_bytes() == (plain_bundle.parent / "lab.tar.gz").read_bytes()
+    assert "Traceback" not in result.stderr

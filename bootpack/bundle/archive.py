@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 from ..files import walk
-from .layout import ROOTS_DIR
+from .layout import ROOTS_DIR, is_user_data
 
 EPOCH_MAX = 2**32 - 1  # the gzip header keeps file times in 32 bits
 
@@ -76,12 +76,15 @@ def _tarinfo(path: Path, arcname: str, mtime: int, keep_owner: bool = False) -> 
 def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None) -> None:
     """Write root as a deterministic tar.gz at target, entries under `prefix/`."""
     mtime = source_date_epoch() if mtime is None else mtime
+    root = Path(os.path.realpath(root))  # DIR is a link to its current version (see output.py)
     with target.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
                                                   mtime=0, compresslevel=1) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_tarinfo(root, prefix, mtime))
         for path in walk(root):
             rel = path.relative_to(root).as_posix()
+            if is_user_data(rel):  # per-host writable roots: never part of a bundle
+                continue
             keep = rel.startswith(f"{ROOTS_DIR}/")
             info = _tarinfo(path, f"{prefix}/{rel}", mtime, keep_owner=keep)
             if info.isreg():

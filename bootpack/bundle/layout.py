@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 TFTP_DIR = "tftpboot"  # TFTP root and HTTP root
 ETC_DIR = "etc"  # DHCP and NFS snippets
 ROOTS_DIR = "roots"  # NFS root trees, one per image
 MANIFEST = "bundle.json"
 SPEC = "spec.json"  # the validated spec, so `bootpack serve` can re-render for its network
-HOSTS_DIR = "hosts"  # writable per-host NFS root trees (made by `bootpack serve`, not by build)
+# Writable per-host NFS root trees (<server.root>/hosts/<name>, made by `bootpack serve` or by
+# hand, never by build): user data, never part of a bundle. A rebuild or pull carries them over.
+HOSTS_DIR = "hosts"
 PXE_CONFIG_DIR = "pxelinux.cfg"
 BOOTFILE = "pxelinux.0"
 
@@ -45,3 +49,13 @@ def root_tree_path(image: str) -> str:
 def pxelinux_host_file(mac: str) -> str:
     """pxelinux looks up `pxelinux.cfg/01-aa-bb-cc-dd-ee-ff` (ARP type 1, lower-case hex)."""
     return f"{PXE_CONFIG_DIR}/01-{mac.lower().replace(':', '-')}"
+
+
+def archive_path(output: Path) -> Path:
+    """DIR -> DIR.tar.gz, the bundle's archive next to its directory."""
+    return output.with_name(output.name + ".tar.gz")
+
+
+def is_user_data(rel: str) -> bool:
+    """True for paths (relative to a bundle directory) that hold user data, not bundle files."""
+    return rel == HOSTS_DIR or rel.startswith(HOSTS_DIR + "/")

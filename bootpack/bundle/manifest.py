@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..errors import BootpackError
 from ..files import sha256_bytes, sha256_file, walk
 from . import layout
-from .output import archive_path
 
 FORMAT = 1
 
@@ -100,11 +99,12 @@ class BundleManifest(BaseModel):
 
 
 def list_files(root: Path) -> list[Entry]:
-    """Manifest rows for every regular file and symlink (bundle.json itself excluded)."""
+    """Manifest rows for every regular file and symlink (bundle.json itself and the per-host
+    writable roots under hosts/, which are user data, excluded)."""
     rows: list[Entry] = []
     for path in walk(root):
         rel = path.relative_to(root).as_posix()
-        if rel == layout.MANIFEST:
+        if rel == layout.MANIFEST or layout.is_user_data(rel):
             continue
         if path.is_symlink():
             rows.append(LinkEntry(path=rel, link=os.readlink(path)))
@@ -155,7 +155,7 @@ class Bundle:
             raise BootpackError(f"{path}: unreadable manifest: {exc}") from None
         manifest = BundleManifest.loads(text, str(path))
         directory = directory.absolute()
-        return cls(directory, manifest, archive_path(directory))
+        return cls(directory, manifest, layout.archive_path(directory))
 
     def with_archive(self, archive: Path) -> Bundle:
         return dataclasses.replace(self, archive=archive)

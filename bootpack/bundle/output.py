@@ -1,72 +1,567 @@
-"""Atomic output: build into a temporary sibling, swap it in only when everything succeeded.
+"""Atomic output: a bundle directory and its archive, replaced together by one rename(2).
 
-A failed or interrupted build leaves an existing output directory and archive exactly as they
-were, and never replaces a directory that is not a bootpack bundle.
+For `--output OUT`, the bundle lives in a hidden folder next to OUT, one sub-folder per version,
+and two symbolic links that never change make the documented paths work:
+
+    OUT          -> .OUT.bootpack/current/OUT
+    OUT.tar.gz   -> .OUT.bootpack/current/OUT.tar.gz
+    .OUT.bootpack/
+        lock               flock(2)ed by the build or pull writing OUT, for its whole write
+        current -> v-XXXX  the only name a swap changes: rename(2) of a new symlink over it
+        v-XXXX/OUT/        the bundle directory
+        v-XXXX/OUT.tar.gz  its archive
+        v-XXXX/seal.json   when the version was finished (see `_Seal`)
+        hosts/             per-host writable roots found in a bundle; OUT/hosts links here
+
+A build or pull stages a complete new version (tree, bundle.json and archive) as v-YYYY, then
+flips `current`. Whenever a build is killed, OUT and OUT.tar.gz are both the old bundle or both
+the new one: never a mix, never missing. The old version is removed after the flip; whatever
+an interrupted build leaves behind (a half-written v-YYYY, an old version) is removed by the next
+build or pull of OUT, under the lock. Nothing is ever replaced that bootpack did not write: OUT
+must be absent, an empty folder, or a bundle whose files are exactly what its bundle.json lists.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
+import json
 import os
+import re
 import shutil
+import signal
+import stat
+import sys
+import tarfile
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BootpackError
+from ..progress import Progress
 from . import layout
+from .layout import archive_path
+
+__all__ = ["archive_path", "check_inputs", "check_replaceable", "fix_modes", "interrupted_note",
+           "staged_output", "store_dir"]
+
+STORE_SUFFIX = ".bootpack"
+CURRENT = "current"
+LOCK = "lock"
+SEAL = "seal.json"
+VERSION_PREFIX = "v-"
+PAUSE_ENV = "BOOTPACK_TEST_PAUSE"  # tests only: stop at a named point (see _pause)
+SHOWN = 5  # problems named in a refusal
+
+# Names at the top of a bundle directory, to recognise leftovers of older bootpack versions.
+_BUNDLE_TOP = {layout.TFTP_DIR, layout.ETC_DIR, layout.ROOTS_DIR, layout.MANIFEST, layout.SPEC,
+               layout.HOSTS_DIR}
 
 
-def archive_path(output: Path) -> Path:
-    return output.with_name(output.name + ".tar.gz")
+def store_dir(output: Path) -> Path:
+    """The hidden folder next to OUT that holds its versions, lock and carried-over host roots."""
+    return output.with_name(f".{output.name}{STORE_SUFFIX}")
 
 
-def check_replaceable(output: Path) -> None:
-    """Refuse to replace anything that is not an empty folder or an earlier bundle."""
-    if not output.exists() and not output.is_symlink():
-        return
-    if output.is_symlink() or not output.is_dir():
-        raise BootpackError(f"--output {output}: exists and is not a directory; "
-                            "choose another path or remove it")
-    if any(output.iterdir()) and not (output / layout.MANIFEST).is_file():
-        raise BootpackError(f"--output {output}: exists, is not empty and is not a bootpack "
-                            "bundle (no bundle.json); choose another path or remove it")
+def _link_target(output: Path) -> str:
+    return f".{output.name}{STORE_SUFFIX}/{CURRENT}/{output.name}"
+
+
+def _archive_target(output: Path) -> str:
+    return _link_target(output) + ".tar.gz"
+
+
+# --- What happened, for the message after Ctrl-C -------------------------------------------------
+
+_outputs: dict[Path, bool] = {}  # output -> True once the new bundle was swapped in
+
+
+def interrupted_note() -> str | None:
+    """What an interrupt left behind, true to the moment it came (None: no output involved)."""
+    if not _outputs:
+        return None
+    notes = []
+    for output, swapped in _outputs.items():
+        if swapped:
+            notes.append(f"{output} and {archive_path(output).name} already hold the new bundle")
+        else:
+            notes.append(f"{output} and {archive_path(output).name} were left as they were")
+    return "; ".join(notes)
+
+
+def watch(output: Path) -> None:
+    """Note that this process is about to write output (for `interrupted_note`)."""
+    _outputs[output.absolute()] = False
 
 
 @contextlib.contextmanager
-def staged_output(output: Path) -> Iterator[Path]:
-    """Yield a temporary directory next to `output`; on success it becomes `output`.
+def _signals_blocked() -> Iterator[None]:
+    """Hold SIGINT (and SIGTERM/SIGHUP) off a few syscalls, so that an interrupt lands before
+    or after a change and its bookkeeping, never between them; delivered right after."""
+    mask = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
-    The archive, if the body writes one at `staging.parent / (staging.name + '.tar.gz')`,
-    is swapped in too.
+
+class _Resume(Exception):
+    pass
+
+
+def _resume(signum: int, frame: object) -> None:
+    raise _Resume
+
+
+def _pause(point: str) -> None:
+    """For tests only: with BOOTPACK_TEST_PAUSE=POINT, say so on stderr and wait, so a test can
+    kill (SIGKILL), interrupt (SIGINT) or resume (SIGUSR1) a real build at exactly that point."""
+    if os.environ.get(PAUSE_ENV) != point:
+        return
+    previous = signal.signal(signal.SIGUSR1, _resume)
+    try:
+        print(f"bootpack-test: paused at {point} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        time.sleep(600)
+    except _Resume:
+        pass
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+# --- The seal: skipping re-hashes safely ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Seal:
+    """When a version was finished: the mtime bootpack gave every file (SOURCE_DATE_EPOCH, also
+    in pulled bundles: the archive's) and the newest ctime in the tree once it was complete.
+
+    A file whose size is as listed, whose mtime is that one and whose ctime is not newer than
+    the seal has not been written since: every write, truncate, rename over it, chmod or utime
+    sets ctime to the current time, and nothing lets a user set ctime back. `_wait_past` makes
+    sure the clock has moved past the seal before the version is published, so a change
+    right after the swap cannot share its timestamp. What slips through needs both a forged
+    mtime (touch -d) and a clock stepped back behind the build; for anything else not vouched for,
+    the file is hashed. Bundles without a seal (from older bootpack versions) are fully hashed.
+    """
+
+    mtime_ns: int
+    ctime_ns: int
+
+    def vouches(self, st: os.stat_result) -> bool:
+        return st.st_mtime_ns == self.mtime_ns and st.st_ctime_ns <= self.ctime_ns
+
+    @classmethod
+    def read(cls, version: Path) -> _Seal | None:
+        try:
+            data = json.loads((version / SEAL).read_text())
+            return cls(int(data["mtime_ns"]), int(data["ctime_ns"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def make(cls, tree: Path) -> _Seal:
+        newest = tree.lstat().st_ctime_ns
+        for dirpath, dirnames, filenames in os.walk(tree):
+            if Path(dirpath) == tree and layout.HOSTS_DIR in dirnames:
+                dirnames.remove(layout.HOSTS_DIR)
+            for name in dirnames + filenames:
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_ctime_ns)
+        manifest = tree / layout.MANIFEST
+        mtime = manifest.lstat().st_mtime_ns if manifest.exists() else -1
+        return cls(mtime, newest)
+
+    def write(self, version: Path) -> None:
+        target = version / SEAL
+        target.write_text(json.dumps({"mtime_ns": self.mtime_ns, "ctime_ns": self.ctime_ns}) + "\n")
+        target.chmod(0o644)
+
+
+_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)  # the clock file systems stamp ctime from
+
+
+def _wait_past(ns: int) -> None:
+    """Wait (a few ms at most) until ctimes stamped from now on are later than `ns`."""
+    deadline = time.monotonic() + 1
+    while time.clock_gettime_ns(_COARSE) <= ns and time.time_ns() <= ns + 50_000_000:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.001)
+
+
+# --- What is at OUT now, and may it be replaced ----------------------------------------------------
+
+@dataclass(frozen=True)
+class _Current:
+    tree: Path | None  # the bundle folder a replace removes (None: nothing to check)
+    legacy: bool  # OUT is a plain folder (bootpack before versioned outputs, or empty)
+    seal: _Seal | None
+
+
+def _refuse(output: Path, why: str, todo: str) -> BootpackError:
+    return BootpackError(f"--output {output}: {why}; {todo}")
+
+
+def _current(output: Path) -> _Current:
+    """What OUT and OUT.tar.gz are now; refuses anything bootpack did not make."""
+    archive = archive_path(output)
+    todo = "choose another --output, or move it away"
+    if output.is_symlink():
+        target = os.readlink(output)
+        if target != _link_target(output):
+            raise _refuse(output, f"is a symbolic link to {target}, not one bootpack made",
+                          "give the folder's own path, or remove the link")
+        tree = output.resolve() if output.is_dir() else None
+        current = _Current(tree, False, _Seal.read(tree.parent) if tree else None)
+    elif output.is_dir():
+        empty = not any(output.iterdir())
+        current = _Current(None if empty else output, True, None)
+    elif output.exists():
+        raise _refuse(output, "exists and is not a directory", todo)
+    else:
+        current = _Current(None, False, None)
+    if archive.is_symlink():
+        target = os.readlink(archive)
+        if target != _archive_target(output):
+            raise _refuse(output, f"{archive} is a symbolic link to {target}, not one bootpack "
+                          "made, and would be replaced", todo)
+    elif archive.exists():
+        if not archive.is_file():
+            raise _refuse(output, f"{archive} exists and is not a file", todo)
+        _check_archive_is_bootpacks(output, archive)
+    return current
+
+
+def _check_archive_is_bootpacks(output: Path, archive: Path) -> None:
+    """An existing plain OUT.tar.gz is replaced only when bootpack wrote it: its entries are
+    sorted, so bundle.json is among the first two after the top folder (cheap to check)."""
+    from .manifest import BundleManifest
+
+    why = f"{archive} exists and is not a bootpack archive, and would be overwritten"
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            top = tar.next()
+            for _ in range(3):
+                member = tar.next()
+                if top is None or member is None:
+                    break
+                if member.name == f"{top.name}/{layout.MANIFEST}" and member.isreg():
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    BundleManifest.loads(f.read(), str(archive))
+                    return
+    except (OSError, tarfile.TarError, EOFError, BootpackError):
+        pass
+    raise _refuse(output, why, "move it away or choose another --output")
+
+
+def _check_tree(output: Path, current: _Current) -> None:
+    from .manifest import BundleManifest
+    from .verify import user_changes
+
+    tree = current.tree
+    if tree is None:
+        return
+    try:
+        raw = (tree / layout.MANIFEST).read_bytes()
+    except FileNotFoundError:
+        raise _refuse(output, f"exists, is not empty and is not a bootpack bundle (no "
+                      f"{layout.MANIFEST})", "choose another path, or move its files away") from None
+    try:
+        manifest = BundleManifest.loads(raw, f"{output}/{layout.MANIFEST}")
+    except BootpackError as exc:
+        raise _refuse(output, f"is not a bootpack bundle ({exc})",
+                      "choose another path, or move its files away") from None
+    problems = []
+    if manifest.computed_digest() != manifest.digest:
+        problems.append(f"changed: {layout.MANIFEST} (its digest does not add up)")
+    problems += user_changes(tree, manifest, current.seal.vouches) if current.seal else \
+        user_changes(tree, manifest)
+    if problems:
+        more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise _refuse(output, "holds files that are not the bundle's own, which replacing it "
+                      f"would delete: {', '.join(problems[:SHOWN])}{more}",
+                      "move them out of the folder (or remove it yourself) and run again")
+
+
+def check_replaceable(output: Path) -> None:
+    """Refuse to replace anything but nothing, an empty folder, or an untouched bundle."""
+    output = output.absolute()
+    _check_tree(output, _current(output))
+
+
+def check_inputs(output: Path, inputs: Mapping[str, Path]) -> None:
+    """Refuse an output whose replacement would delete an input of the build (`inputs`: what
+    -> path, e.g. "the spec" -> site.toml), or that lies inside an input folder (the bundle
+    would end up in the next build's root tree). Symlinks are followed both ways: a link that
+    is an input counts where it is (it is deleted with its folder) and where it points."""
+    output = output.absolute()
+    archive = archive_path(output)
+
+    def real(path: Path) -> Path:
+        return Path(os.path.realpath(path))
+
+    def spot(path: Path) -> Path:  # where a name itself is: its folder resolved, not itself
+        return real(path.parent) / path.name
+
+    doomed = {spot(output), real(output), spot(archive), real(archive)}
+    for what, given in inputs.items():
+        path = given.absolute()
+        for candidate in (spot(path), real(path)):
+            for gone in doomed:
+                if candidate == gone or gone in candidate.parents:
+                    where = Path(archive.name if gone in (spot(archive), real(archive))
+                                 else output.name) / candidate.relative_to(gone)
+                    raise _refuse(output, f"replacing it would delete {what} ({where}), an input "
+                                  "of this build", "build into a folder that holds none of the "
+                                  "inputs, e.g. out/ next to the spec, not the spec's own folder")
+        if path.is_dir():
+            inside = real(path)
+            if spot(output) == inside or inside in spot(output).parents:
+                raise _refuse(output, f"is inside {what} ({given}), so the bundle would be copied "
+                              "into the next build", "build into a folder outside it")
+
+
+# --- Staging and swapping ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _locked(store: Path, output: Path, progress: Progress | None) -> Iterator[None]:
+    """flock(2) on .OUT.bootpack/lock: one build or pull writes OUT at a time; a second waits.
+    The kernel drops the lock when its holder dies, so a killed build never blocks the next."""
+    fd = os.open(store / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            message = f"{output}: another bootpack (pid {holder}) is writing it; waiting for it"
+            if progress is not None:
+                progress.warn(message)
+            else:
+                print(f"warning: {message}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_link(target: str, where: Path) -> None:
+    """Make `where` a symlink to `target` with one rename(2) (atomic, also over a file)."""
+    tmp = where.with_name(f".{where.name}.{os.urandom(4).hex()}.link")
+    os.symlink(target, tmp)
+    try:
+        os.rename(tmp, where)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _ensure_links(output: Path) -> None:
+    for where, target in ((output, _link_target(output)),
+                          (archive_path(output), _archive_target(output))):
+        if not (where.is_symlink() and os.readlink(where) == target):
+            _replace_link(target, where)
+
+
+def _version_of(store: Path) -> Path | None:
+    try:
+        return store / os.readlink(store / CURRENT)
+    except OSError:
+        return None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """renameat2(RENAME_EXCHANGE): swap two names in one step. False where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _adopt(output: Path, store: Path) -> None:
+    """Turn a plain OUT folder (and plain OUT.tar.gz) from an older bootpack into the versioned
+    layout without a moment where either path is missing or mixed: the folder moves into a
+    version by renameat2(RENAME_EXCHANGE) with the link that will resolve to it."""
+    if not any(output.iterdir()):
+        output.rmdir()  # an empty folder: nothing to keep (the links appear with the new bundle)
+        return
+    version = Path(tempfile.mkdtemp(prefix=VERSION_PREFIX, dir=store))
+    version.chmod(0o755)
+    archive = archive_path(output)
+    if archive.is_file() and not archive.is_symlink():
+        kept = archive_path(version / output.name)
+        try:
+            os.link(archive, kept)  # the same bytes under both names: nothing to copy
+        except OSError:
+            shutil.copy2(archive, kept)
+    placeholder = version / output.name
+    os.symlink(_link_target(output), placeholder)  # resolves once it stands where OUT is
+    with _signals_blocked():
+        _replace_link(version.name, store / CURRENT)
+        if not _exchange(placeholder, output):
+            # No RENAME_EXCHANGE on this file system (NFS): a moment without OUT, once.
+            placeholder.unlink()
+            os.rename(output, placeholder)
+            _replace_link(_link_target(output), output)
+    if archive.exists() or archive.is_symlink():
+        _replace_link(_archive_target(output), archive)
+
+
+def _rescue_hosts(tree: Path, store: Path, progress: Progress | None) -> None:
+    """Per-host writable roots found as a real folder in a bundle move to the store, where no
+    bootpack ever deletes anything; the bundle keeps a link in their place."""
+    found = tree / layout.HOSTS_DIR
+    if found.is_symlink() or not found.is_dir():
+        return
+    target = store / layout.HOSTS_DIR
+    if target.exists() or target.is_symlink():
+        target = store / f"{layout.HOSTS_DIR}.{tree.parent.name}"
+        if progress is not None:
+            progress.warn(f"{found}: kept as {target} (a {store / layout.HOSTS_DIR} exists already)")
+    os.rename(found, target)
+    if tree.exists():
+        os.symlink(os.path.relpath(target, tree), found)
+
+
+_LEGACY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.(tmp|old)(\.tar\.gz)?")
+
+
+def _clean_stale(output: Path, store: Path, progress: Progress | None) -> None:
+    """Remove what interrupted builds and pulls of OUT left (under the lock, so none is running):
+    versions other than the current one in the store, and the `.OUT.XXXXXXXX.tmp`/`.old` folders
+    older bootpack versions staged in next to OUT (only those that hold bundle folders). Host
+    roots found in them are kept, never deleted."""
+    keep = _version_of(store)
+    removed = 0
+    for entry in sorted(store.iterdir()):
+        if entry.name.startswith(VERSION_PREFIX) and entry != keep and entry.is_dir() \
+                and not entry.is_symlink():
+            _rescue_hosts(entry / output.name, store, progress)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    for entry in sorted(output.parent.iterdir()):
+        m = _LEGACY.fullmatch(entry.name)
+        if m is None or m.group("name") != output.name or entry.is_symlink():
+            continue
+        if entry.is_dir() and not m.group(3) and {p.name for p in entry.iterdir()} <= _BUNDLE_TOP:
+            _rescue_hosts(entry, store, progress)
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        elif entry.is_file() and m.group(3):
+            entry.unlink()
+            removed += 1
+    for entry in output.parent.glob(f".{glob_escape(output.name)}.*.link"):
+        if entry.is_symlink():
+            entry.unlink()
+    if removed and progress is not None:
+        progress.info(f"Removed {removed} leftover(s) of interrupted builds of {output.name}")
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def fix_modes(root: Path) -> None:
+    """Fixed modes whatever the umask: folders 0755, files 0644 (0755 when executable), so
+    daemons running as other users (tftpd, nginx, Ganesha) can read the bundle. Root trees
+    (roots/<image>/) keep the modes their image gave them; links have none."""
+    root.chmod(0o755)
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        rel = base.relative_to(root).as_posix()
+        if rel == layout.ROOTS_DIR:
+            dirnames[:] = []
+            continue
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if not layout.is_user_data(d)]
+        for name in dirnames + filenames:
+            path = base / name
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                path.chmod(0o755)
+            elif stat.S_ISREG(st.st_mode):
+                path.chmod(0o755 if st.st_mode & 0o111 else 0o644)
+
+
+@contextlib.contextmanager
+def staged_output(output: Path, progress: Progress | None = None) -> Iterator[Path]:
+    """Yield an empty folder to write a bundle into; on success it becomes `output`.
+
+    The body may write the archive at `archive_path(staging)`; it is swapped in with the tree,
+    as one unit. Holds the output's lock from before the checks until the swap is done.
     """
     output = output.absolute()
-    check_replaceable(output)
+    watch(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent))
-    staging.chmod(0o755)  # mkdtemp makes it 0700; daemons (tftpd, nginx) must read the bundle
+    store = store_dir(output)
+    if not store.is_dir() or store.is_symlink():
+        if store.exists() or store.is_symlink():
+            raise _refuse(output, f"{store} exists and is not bootpack's folder", "move it away")
+        store.mkdir()
+    store.chmod(0o755)  # daemons (tftpd, nginx) follow OUT through it
+    with _locked(store, output, progress):
+        current = _current(output)  # again, under the lock: another build may have swapped
+        _check_tree(output, current)
+        _clean_stale(output, store, progress)
+        if current.legacy:
+            _adopt(output, store)
+        version = Path(tempfile.mkdtemp(prefix=VERSION_PREFIX, dir=store))
+        version.chmod(0o755)
+        staging = version / output.name
+        staging.mkdir()
+        try:
+            yield staging
+            _commit(output, store, version, progress)
+        except BaseException:
+            if not _outputs.get(output):
+                shutil.rmtree(version, ignore_errors=True)
+            raise
+
+
+def _commit(output: Path, store: Path, version: Path, progress: Progress | None) -> None:
+    staging = version / output.name
+    fix_modes(staging)
     staged_archive = archive_path(staging)
-    try:
-        yield staging
-        _swap(staging, output)
-        if staged_archive.exists():
-            os.replace(staged_archive, archive_path(output))
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        staged_archive.unlink(missing_ok=True)
-
-
-def _swap(staging: Path, output: Path) -> None:
-    if not output.exists():
-        os.rename(staging, output)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".old", dir=output.parent))
-    os.rmdir(old)
-    os.rename(output, old)
-    try:
-        os.rename(staging, output)
-    except OSError:
-        os.rename(old, output)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    if staged_archive.exists():
+        staged_archive.chmod(0o644)
+    old = _version_of(store)
+    with _signals_blocked():
+        if old is not None:
+            _rescue_hosts(old / output.name, store, progress)
+        if (store / layout.HOSTS_DIR).is_dir():
+            os.symlink(f"../../{layout.HOSTS_DIR}", staging / layout.HOSTS_DIR)
+    seal = _Seal.make(staging)
+    seal.write(version)
+    _wait_past(seal.ctime_ns)
+    _pause("before-swap")
+    with _signals_blocked():
+        if old is None:
+            _ensure_links(output)  # dangling until the flip: OUT and OUT.tar.gz appear at once
+        _replace_link(version.name, store / CURRENT)  # the swap: one rename(2)
+        _outputs[output] = True
+        _fsync_dir(store)
+    _ensure_links(output)  # normally there already; a user may have removed one
+    _pause("after-swap")
+    if old is not None and old != version:
+        shutil.rmtree(old, ignore_errors=True)

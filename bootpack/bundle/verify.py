@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import BootpackError
-from ..files import sha256_stream
+from ..files import sha256_file, sha256_stream
 from ..progress import Progress
 from . import layout
 from .archive import write_archive
@@ -21,6 +24,55 @@ def verify(bundle: Bundle) -> list[str]:
     problems += [f"unexpected: {p}" for p in sorted(have.keys() - want.keys())]
     problems += [f"changed: {p}" for p in sorted(want.keys() & have.keys()) if want[p] != have[p]]
     return problems
+
+
+def _never(st: os.stat_result) -> bool:
+    return False
+
+
+def user_changes(directory: Path, manifest: BundleManifest,
+                 unchanged: Callable[[os.stat_result], bool] = _never) -> list[str]:
+    """What replacing `directory` would lose: every file or link that its manifest does not list
+    or that differs from its row ("unexpected: PATH", "changed: PATH"), sorted.
+
+    Fast on big bundles: paths, types, sizes and link targets come from one lstat walk. Only a
+    regular file with the listed size can still hide a change (an edit that keeps the size), so
+    only those are hashed, unless `unchanged(stat)` vouches for them (output.py's seal: a ctime
+    no later than when the bundle was sealed). Missing files are not reported: replacing a folder
+    that lacks some of its bundle's files loses nothing. Directories, device nodes, FIFOs and
+    sockets hold no data and are not listed in manifests (root trees have them); hosts/ at the
+    top holds per-host writable roots, which are carried over, never replaced.
+    """
+    want = {row.path: row for row in manifest.files}
+    problems: list[str] = []
+    stack = [(os.fspath(directory), "")]  # strings, not Paths: pathlib costs 5x the lstat here
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as found:
+            entries = list(found)
+        for entry in entries:
+            rel = prefix + entry.name
+            if rel == layout.MANIFEST or layout.is_user_data(rel):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            row = want.get(rel)
+            if stat.S_ISDIR(st.st_mode):
+                if row is not None:
+                    problems.append(f"changed: {rel} (now a folder)")
+                stack.append((entry.path, rel + "/"))
+            elif stat.S_ISLNK(st.st_mode):
+                if row is None:
+                    problems.append(f"unexpected: {rel}")
+                elif not isinstance(row, LinkEntry) or os.readlink(entry.path) != row.link:
+                    problems.append(f"changed: {rel}")
+            elif stat.S_ISREG(st.st_mode):
+                if row is None:
+                    problems.append(f"unexpected: {rel}")
+                elif not isinstance(row, FileEntry) or st.st_size != row.size:
+                    problems.append(f"changed: {rel}")
+                elif not unchanged(st) and sha256_file(Path(entry.path))[0] != row.sha256:
+                    problems.append(f"changed: {rel} (same size, other content)")
+    return sorted(problems, key=lambda p: p.split(": ", 1)[1])
 
 
 def check_digest(manifest: BundleManifest, where: str) -> None:

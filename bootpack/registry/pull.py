@@ -75,7 +75,7 @@ def pull_bundle(client: RegistryClient, ref: Reference, output: Path,
     progress = progress or Progress(NORMAL)
     m, layer = resolve_bundle(client, ref)
     want = m.annotations.get(A_DIGEST)
-    with staged_output(output) as staging:
+    with staged_output(output, progress) as staging:
         archive = archive_path(staging)
         with progress.step(f"Downloading {ref} ({layer.size / 1e6:.1f} MB)"):
             client.fetch_blob(ref, layer.digest, layer.size, archive)

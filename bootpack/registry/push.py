@@ -71,5 +71,5 @@ def push_bundle(client: RegistryClient, ref: Reference, bundle: Bundle, *, exist
 def move_latest(client: RegistryClient, repo: Reference, result: PushResult) -> None:
     """repo:latest follows every version actually pushed; a no-op push sets it only when absent."""
     latest = repo.with_tag(LATEST)
-    if result.pushed or client.get_manifest_raw(latest) is None:
+    if result.pushed or client.head_manifest(latest) is None:
         client.put_manifest(latest, result.raw)

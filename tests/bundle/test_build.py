@@ -14,6 +14,7 @@ import pytest
 from bootpack.bundle import Bundle
 from bootpack.bundle.verify import verify
 from bootpack.cli import main
+from tests.support.outputs import leftovers
 from tests.support.specs import INITRD, KERNEL, LAB, lab_data, write_spec
 
 
@@ -81,7 +82,7 @@ def test_rebuild_replaces_an_earlier_bundle(tmp_path: Path) -> None:
     write_spec(tmp_path / "in", data)
     assert build(spec, tmp_path / "out") == 0
     assert not (tmp_path / "out/tftpboot/pxelinux.cfg/01-52-54-00-aa-bb-cc").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert leftovers(tmp_path) == []
 
 
 def test_failed_build_leaves_existing_output_exactly_as_it_was(
@@ -99,7 +100,7 @@ def test_failed_build_leaves_existing_output_exactly_as_it_was(
     assert build(spec, tmp_path / "out", "--syslinux-dir", str(tmp_path / "nowhere")) == 2
     assert tree_digest(tmp_path / "out") == before
     assert (tmp_path / "out.tar.gz").read_bytes() == archive_before
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert leftovers(tmp_path) == []
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_bundle(

@@ -20,6 +20,7 @@ import pytest
 
 from bootpack.cli import main
 from tests.support.marker import write_artifacts
+from tests.support.outputs import leftovers
 from tests.support.registry_server import (
     Registry,
     copy_bundle,
@@ -125,10 +126,6 @@ def tree(root: Path) -> dict[str, bytes | str]:
         else:
             found[rel] = path.read_bytes() + oct(stat.S_IMODE(path.stat().st_mode)).encode()
     return found
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def error_of(capsys: pytest.CaptureFixture[str], code: int) -> str:
@@ -404,14 +401,21 @@ def test_ctrl_c_during_pull_leaves_the_target_untouched(bundle: Path, artifacts:
             [sys.executable, "-m", "bootpack", "pull", f"{proxy}/{path}:1.0", "-o",
              str(tmp_path / "deployed"), "--insecure"], stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(tmp_path.glob(".deployed.*.tmp.tar.gz")):
+        store = tmp_path / ".deployed.bootpack"  # the new version's archive (see output.py)
+        old = os.readlink(store / "current")
+
+        def started() -> bool:
+            return any(p.parent.name != old for p in store.glob("v-*/deployed.tar.gz"))
+
+        while time.monotonic() < deadline and not started():
             time.sleep(0.05)
-        assert any(tmp_path.glob(".deployed.*.tmp.tar.gz")), "the download never started"
+        assert started(), "the download never started"
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
     assert process.returncode == 130, err
-    assert "interrupted; nothing was changed" in err and "Traceback" not in err
+    assert "interrupted; " in err and "deployed and deployed.tar.gz were left as they were" in err
+    assert "Traceback" not in err
     assert tree(tmp_path / "deployed") == before
     assert leftovers(tmp_path) == []
 
@@ -501,6 +505,27 @@ def test_token_auth(bundle: Path, docker_config: Path, tmp_path: Path,
         assert bootpack("pull", f"{repo}:1.0", "-o", tmp_path / "pulled", "--insecure") == 0
         assert tree(tmp_path / "pulled") == tree(bundle)
         assert bootpack("inspect", repo, "--insecure") == 0
+
+
+def test_token_refresh_and_wider_scope(bundle: Path, docker_config: Path, tmp_path: Path) -> None:
+    """A token the registry no longer accepts (expired) is replaced once, silently; a pull token
+    is traded for a push token when the client starts writing."""
+    from bootpack.registry import connect
+    from bootpack.registry.reference import parse_reference
+
+    with token_service(tmp_path / "token", "builder", "s3cret") as tokens, \
+            run_registry(tmp_path / "registry", token=tokens) as server:
+        login(docker_config, server.host, "builder", "s3cret")
+        ref = parse_reference(f"{server.host}/site/refresh:1.0")
+        client = connect(ref.registry, insecure=True)
+        assert client.get_manifest_raw(ref) is None  # a pull token
+        assert client.auth.cached("repository:site/refresh:pull") is not None
+        assert client.auth.cached("repository:site/refresh:pull,push") is None
+        digest = client.push_bytes(ref, b"{}")  # a push token, asked for on the way
+        for scope in list(client.auth._tokens):
+            client.auth._tokens[scope] = "expired"
+        assert client.has_blob(ref, digest)
+        assert client.push_bytes(ref, b"[]").startswith("sha256:")
 
 
 def test_chunked_upload(bundle: Path, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
