@@ -252,3 +252,22 @@ def test_dashboard_renders_the_hosts_and_a_timeline(tmp_path: Path) -> None:
             assert "(unknown MAC)" in driver.find_element("id", "hosts").text  # type: ignore[attr-defined]
     finally:
         web.close()
+
+
+def test_status_command_reads_the_api(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from bootpack.cli import main
+
+    web, timeline, clock = site()
+    pxe_boot(timeline, clock, STRANGER, "10.0.0.101", "pxelinux.cfg/default")
+    port = web.start(0)
+    try:
+        assert main(["status", "--server", f"http://127.0.0.1:{port}", "--token", "s3cret"]) == 0
+        out = capsys.readouterr().out
+        assert "(unknown)" in out and STRANGER in out and "cfg" in out
+        assert main(["status", "--server", f"127.0.0.1:{port}", "--token", "s3cret", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["hosts"][0]["mac"] == STRANGER
+        assert main(["status", "--server", f"http://127.0.0.1:{port}"]) == 2  # no token
+        assert "BOOTPACK_STATUS_TOKEN" in capsys.readouterr().err
+        assert main(["status", "--runtime-dir", str(tmp_path)]) == 2  # no appliance here
+    finally:
+        web.close()
