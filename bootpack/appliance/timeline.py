@@ -147,6 +147,7 @@ class Timeline:
     missing), since tftpd logs only the request."""
 
     MAX_EVENTS = 200  # per boot: a client looping on a missing file cannot grow without bound
+    MAX_UNMAPPED = 256  # client IPs whose MAC is not known yet
 
     def __init__(self, spec: Spec, *, own_address: str | None = None,
                  stall_seconds: float = DEFAULT_STALL_SECONDS, history: int = DEFAULT_HISTORY,
@@ -169,6 +170,8 @@ class Timeline:
             if host.ip is not None:
                 self.ip_mac[str(host.ip)] = host.mac.lower()
         self.pending_tftp: dict[str, tuple[str, StageEvent]] = {}  # client IP -> (mac, last RRQ)
+        # client IP -> files it read before its MAC was known (event, time, size, ok)
+        self.unmapped: dict[str, list[tuple[FileEvent, float, int | None, bool]]] = {}
 
     # -- input ----------------------------------------------------------------------------------
     def feed(self, event: BootEvent) -> None:
@@ -270,6 +273,7 @@ class Timeline:
         self.listener.dhcp(event)
         if event.ip and event.message in ("offer", "ack", "pxe"):
             self.ip_mac[event.ip] = event.mac
+            self.unmapped.pop(event.ip, None)
         if event.message == "pxe":
             stage: Stage = "dhcp-ack" if event.bootfile else "dhcp-offer"
         elif event.message == "discover":
@@ -303,19 +307,36 @@ class Timeline:
     def _file(self, event: FileEvent, now: float) -> None:
         if event.client == self.own or event.method not in ("GET", "HEAD"):
             return  # the appliance's own health probes
-        size = event.bytes if event.protocol == "http" else self.file_size(event.path)
-        ok = event.ok if event.protocol == "http" else size is not None
-        mac = self.ip_mac.get(event.client)
-        if event.protocol == "tftp":
-            self._close_tftp(event.client, now)
         if event.kind == "other":
             return  # the status site's own pages, favicons, anything not a boot file
+        size = event.bytes if event.protocol == "http" else self.file_size(event.path)
+        ok = event.ok if event.protocol == "http" else size is not None
         if ok:
             self.listener.file(event, size)
         elif event.kind != "config":  # pxelinux probes several config names: misses are normal
             self.listener.file_error(event.protocol, event.kind)
-        if mac is None:
-            return
+        mac = self.ip_mac.get(event.client)
+        if mac is None and event.protocol == "tftp":
+            # pxelinux always asks for pxelinux.cfg/01-MAC first: in proxy mode, where another
+            # server hands out the addresses, that is where an IP gets its MAC; the loader read
+            # before it waits here until then.
+            mac = config_mac(event.path)
+            if mac is None:
+                waiting = self.unmapped.setdefault(event.client, []) \
+                    if len(self.unmapped) < self.MAX_UNMAPPED or event.client in self.unmapped else []
+                if len(waiting) < 16:
+                    waiting.append((event, now, size, ok))
+                return
+            self.ip_mac[event.client] = mac
+            for earlier in self.unmapped.pop(event.client, []):
+                self._track(mac, *earlier)
+        if mac is not None:
+            self._track(mac, event, now, size, ok)
+
+    def _track(self, mac: str, event: FileEvent, now: float, size: int | None, ok: bool) -> None:
+        """A boot file the client with this MAC read (or failed to)."""
+        if event.protocol == "tftp":
+            self._close_tftp(event.client, now)
         host = self._host(mac)
         if host is None:
             return

@@ -271,3 +271,20 @@ def test_status_command_reads_the_api(capsys: pytest.CaptureFixture[str], tmp_pa
         assert main(["status", "--runtime-dir", str(tmp_path)]) == 2  # no appliance here
     finally:
         web.close()
+
+
+def test_proxy_mode_learns_the_ip_from_the_per_host_config_request() -> None:
+    # Another DHCP server gave 192.168.1.77; dnsmasq only answered the PXE part (no IP logged).
+    timeline, _, clock = store()
+    timeline.feed(DhcpEvent(message="pxe", mac=STRANGER, mode="proxy"))
+    clock.now += 5
+    timeline.feed(tftp("192.168.1.77", "pxelinux.0"))
+    clock.now += 1
+    timeline.feed(tftp("192.168.1.77", "ldlinux.c32"))
+    timeline.feed(tftp("192.168.1.77", f"pxelinux.cfg/01-{STRANGER.replace(':', '-')}"))  # missing
+    timeline.feed(tftp("192.168.1.77", "pxelinux.cfg/default"))
+    [host] = timeline.view()
+    assert host.mac == STRANGER and host.stage == "config" and host.boots[-1].config == "default"
+    boot = host.boots[-1]
+    assert list(boot.stages) == ["dhcp-offer", "loader", "config"] and boot.stages["loader"] == 5.0
+    assert boot.events[1].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
