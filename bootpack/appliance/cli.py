@@ -13,7 +13,8 @@ from ..errors import BootpackError
 from ..progress import Progress
 from ..spec.model import DhcpMode
 from .runtime import Peer, parse_peer
-from .state import default_runtime_dir
+from .state import DEFAULT_STATUS_PORT, default_runtime_dir
+from .timeline import DEFAULT_STALL_SECONDS
 
 
 def _address(value: str) -> IPv4Interface | IPv4Address:
@@ -95,6 +96,11 @@ def _serve(args: argparse.Namespace, progress: Progress) -> int:
         host_roots=args.host_roots or (Path(h) if (h := _env("BOOTPACK_HOST_ROOTS")) else None),
         peers=tuple(args.peer or pick(None, "BOOTPACK_PEERS", _peers) or ()),  # type: ignore[arg-type]
         peer_name=args.peer_name or _env("BOOTPACK_PEER_NAME"),
+        status=not (args.no_status or (_env("BOOTPACK_STATUS") or "").lower() in ("0", "off", "no")),
+        status_port=args.status_port or int(_env("BOOTPACK_STATUS_PORT") or DEFAULT_STATUS_PORT),
+        status_token=args.status_token or _env("BOOTPACK_STATUS_TOKEN"),
+        stall_seconds=args.stall_seconds or float(_env("BOOTPACK_STALL_SECONDS")
+                                                  or DEFAULT_STALL_SECONDS),
     )
     return serve(options)
 
@@ -122,6 +128,27 @@ def pull_for_serve(ref: str, target: Path, verify: Path | None, insecure: bool,
              f"{result.bundle.name} {result.bundle.version} ({result.bundle_digest})"
              + (", signature ok" if verify else ""))
     return result.output
+
+
+def _status(args: argparse.Namespace, progress: Progress) -> int:
+    from .state import ServeState
+    from .status import fetch, render, status_url, watch
+
+    if args.server:
+        url = status_url(args.server)
+    else:
+        state = ServeState.read(args.runtime_dir)
+        if state.status_url is None:
+            raise BootpackError("this appliance runs without status tracking (--no-status)")
+        url = status_url(state.status_url)
+    token = args.token or _env("BOOTPACK_STATUS_TOKEN")
+    if args.watch:
+        try:
+            watch(url, token, args.json, args.interval)
+        except KeyboardInterrupt:
+            return 0
+    print(render(fetch(url, token), args.json), end="")
+    return 0
 
 
 def _health(args: argparse.Namespace, progress: Progress) -> int:
@@ -187,7 +214,8 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog="Environment: BOOTPACK_INTERFACE, BOOTPACK_ADDRESS, BOOTPACK_DHCP, BOOTPACK_RANGE, "
         "BOOTPACK_FORCE_DHCP=1, BOOTPACK_RUNTIME_DIR, BOOTPACK_HOST_ROOTS, BOOTPACK_BUNDLE_REF, "
         "BOOTPACK_VERIFY, BOOTPACK_INSECURE=1, BOOTPACK_PULL_DIR, BOOTPACK_PEERS (space separated), "
-        "BOOTPACK_PEER_NAME stand for the options; "
+        "BOOTPACK_PEER_NAME, BOOTPACK_STATUS=off, BOOTPACK_STATUS_PORT, BOOTPACK_STATUS_TOKEN, "
+        "BOOTPACK_STALL_SECONDS stand for the options; "
         "BOOTPACK_RESTART_DELAY sets the first restart delay in seconds (default 1).")
     p.add_argument("bundle", type=Path, metavar="BUNDLE_DIR", nargs="?",
                    default=Path(os.environ.get("BOOTPACK_BUNDLE", ".")),
@@ -230,6 +258,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--host-roots", type=Path, metavar="DIR",
                    help="where writable per-host root trees live (default RUNTIME_DIR/hosts; "
                    "mount a volume there to keep them)")
+    p.add_argument("--no-status", action="store_true",
+                   help="no boot timeline, /metrics or dashboard (BOOTPACK_STATUS=off)")
+    p.add_argument("--status-port", type=int, metavar="PORT",
+                   help=f"loopback port of the status site nginx proxies /bootpack/ and /metrics "
+                   f"to (default {DEFAULT_STATUS_PORT})")
+    p.add_argument("--status-token", metavar="TOKEN",
+                   help="require this token for the dashboard, /bootpack/api/status and /metrics")
+    p.add_argument("--stall-seconds", type=float, metavar="S",
+                   help="a boot that reaches no new stage for this long is stalled (default "
+                   f"{DEFAULT_STALL_SECONDS:.0f})")
     p.set_defaults(handler=_serve)
 
     p = commands.add_parser(
@@ -240,6 +278,22 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--retries", type=int, default=1, help="tries before reporting unhealthy")
     p.add_argument("--quiet-ok", action="store_true", help="print only failures")
     p.set_defaults(handler=_health)
+
+    p = commands.add_parser(
+        "status", help="where is each machine in its boot? (a running appliance's timeline)",
+        description="Show every client that tried to boot from a running appliance: host name "
+        "(or unknown MAC), MAC, IP, entry, furthest stage (disc, offer, ack, nbp, cfg, kernel, "
+        "initrd, root, up), when, seconds spent per stage, the last boot's duration, and whether "
+        "it stalled or failed. Reads http://SERVER/bootpack/api/status.")
+    p.add_argument("--server", metavar="URL",
+                   help="the appliance, e.g. http://10.0.0.2 (default: the one whose state is in "
+                   "--runtime-dir, i.e. inside the appliance container)")
+    p.add_argument("--runtime-dir", type=Path, default=runtime_default, metavar="DIR")
+    p.add_argument("--json", action="store_true", help="the full report (every boot's events) as JSON")
+    p.add_argument("--watch", action="store_true", help="redraw every --interval seconds")
+    p.add_argument("--interval", type=float, default=2.0, metavar="S")
+    p.add_argument("--token", metavar="TOKEN", help="access token (default $BOOTPACK_STATUS_TOKEN)")
+    p.set_defaults(handler=_status)
 
     p = commands.add_parser(
         "image", help="bake a bundle into a boot-appliance container image",

@@ -11,6 +11,8 @@ exactly what the running appliance serves.
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import struct
 import time
@@ -128,12 +130,29 @@ def check(state: ServeState) -> list[Check]:
     return results
 
 
+HEALTH_FILE = "health.json"  # the last results, for /metrics (bootpack.appliance.metrics)
+
+
+def record(runtime: Path, results: list[Check]) -> None:
+    """Leave the results where the running appliance's /metrics reads them (best effort)."""
+    data = {"time": time.time(), "checks": {r.name: r.ok for r in results}}
+    path = runtime / HEALTH_FILE
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def run_health(runtime: Path, retries: int = 1, delay: float = 1.0) -> tuple[bool, list[Check]]:
     results: list[Check] = []
     for attempt in range(retries):
         results = check(ServeState.read(runtime))
         if all(r.ok for r in results):
+            record(runtime, results)
             return True, results
         if attempt + 1 < retries:
             time.sleep(delay)
+    record(runtime, results)
     return False, results

@@ -117,7 +117,7 @@ bootpack = "bootpack.cli:main"
 include = ["bootpack*"]
 
 [tool.setuptools.package-data]
-bootpack = ["py.typed", "appliance/Dockerfile"]
+bootpack = ["py.typed", "appliance/Dockerfile", "appliance/dashboard.html"]
 """)
     return target
 

@@ -24,6 +24,7 @@ from ..render.nfs import nfs_export_list, render_ganesha
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
 from ..spec.site import Site
+from .bootlog import ACCESS_FORMAT
 
 RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered loader configs + links to the bundle
 # Folders of loader configs in the TFTP root: rendered for the runtime site, never taken from
@@ -156,12 +157,27 @@ class Runtime:
     empty_files: tuple[str, ...] = field(default=())  # e.g. dhcpd's lease file
 
 
-def render_nginx(site: Site, paths: Paths) -> str:
+def _status_locations(port: int | None) -> str:
+    """The status site (bootpack.appliance.statusweb) on loopback, proxied from the serving
+    address: the dashboard and API under /bootpack/, and /metrics."""
+    if port is None:
+        return ""
+    proxy = (f"proxy_pass http://127.0.0.1:{port}; proxy_set_header X-Real-IP $remote_addr; "
+             "proxy_set_header Host $host;")
+    return f"""        location /bootpack/ {{ {proxy} }}
+        location = /bootpack {{ return 301 /bootpack/$is_args$args; }}
+        location = /metrics {{ {proxy} }}
+"""
+
+
+def render_nginx(site: Site, paths: Paths, status_port: int | None = None) -> str:
     """HTTP: the bundle's tftpboot/ (kernels, initrds, squashfs, loaders), runtime loader configs
     (pxelinux.cfg/, grub/) on top.
 
     No directory listing, range requests (nginx's default for static files), nothing outside
-    the two roots: nginx normalises the URI and refuses '..' above the root.
+    the two roots: nginx normalises the URI and refuses '..' above the root. The access log
+    line (bootlog.ACCESS_FORMAT) carries what the boot timeline needs: client, URI, status,
+    bytes and request time.
     """
     for path in (paths.bundle, paths.runtime):
         quoting.nginx_path(path)  # written unquoted below: a space or ';' would end the directive
@@ -176,7 +192,8 @@ pid {paths.runtime}/nginx.pid;
 error_log stderr notice;
 events {{ worker_connections 256; }}
 http {{
-    access_log /dev/stdout;
+    log_format bootpack '{ACCESS_FORMAT}';
+    access_log /dev/stdout bootpack;
     client_body_temp_path {paths.runtime}/nginx/body;
     proxy_temp_path {paths.runtime}/nginx/proxy;
     fastcgi_temp_path {paths.runtime}/nginx/fastcgi;
@@ -190,7 +207,7 @@ http {{
     server {{
         listen {site.address}:{site.http_port};
         location = / {{ return 404; }}
-{runtime_locations}
+{_status_locations(status_port)}{runtime_locations}
         location / {{
             root {bundle_http};
             limit_except GET {{ deny all; }}
@@ -362,12 +379,13 @@ def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
                    *, tftpd: str = "in.tftpd", dhcpd: str = "dhcpd", dnsmasq: str = "dnsmasq",
                    nginx: str = "nginx", rpcbind: str = "rpcbind",
                    ganesha: str = "ganesha.nfsd", kea: str = "kea-dhcp4",
-                   ha: HighAvailability | None = None) -> Runtime:
-    """Every runtime config file and the daemons to run, for this site."""
+                   ha: HighAvailability | None = None, status_port: int | None = None) -> Runtime:
+    """Every runtime config file and the daemons to run, for this site (status_port: where the
+    status site listens on loopback, for nginx to proxy; None: no status site)."""
     files: dict[str, str] = {}
     for rel, text in render_loader_configs(spec, site).items():
         files[f"{RUNTIME_TFTP}/{rel}"] = text
-    files["nginx.conf"] = render_nginx(site, paths)
+    files["nginx.conf"] = render_nginx(site, paths, status_port)
     r = paths.runtime
     services: list[Daemon] = []
     empty: list[str] = []

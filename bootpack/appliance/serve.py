@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
@@ -29,6 +30,8 @@ from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
+from .bootlog import parse_line
+from .metrics import Metrics
 from .runtime import (
     RUNTIME_CONFIG_DIRS,
     RUNTIME_TFTP,
@@ -40,8 +43,10 @@ from .runtime import (
     render_runtime,
     runtime_site,
 )
-from .state import RUNTIME_DIR, DaemonState, ServeState
+from .state import DEFAULT_STATUS_PORT, RUNTIME_DIR, DaemonState, ServeState
+from .statusweb import PREFIX, StatusSite
 from .supervisor import Output, Supervisor
+from .timeline import DEFAULT_STALL_SECONDS, BundleInfo, Timeline
 
 SYSLOG_SOCKET = Path("/dev/log")
 
@@ -59,6 +64,10 @@ class ServeOptions:
     probe_timeout: float = 2.5
     peers: tuple[Peer, ...] = ()  # --peer: Kea HA (server mode)
     peer_name: str | None = None  # --peer-name: which peer this is (default: by address)
+    status: bool = True  # boot timeline, /metrics and the dashboard
+    status_port: int = DEFAULT_STATUS_PORT  # on 127.0.0.1, behind nginx
+    status_token: str | None = None
+    stall_seconds: float = DEFAULT_STALL_SECONDS
 
 
 def load_bundle_spec(bundle: Bundle) -> Spec:
@@ -218,6 +227,51 @@ def _syslog_free(path: Path = SYSLOG_SOCKET) -> bool:
     return False
 
 
+def tftp_file_size(root: Path) -> Callable[[str], int | None]:
+    """Size of a file under the TFTP root (None: missing or outside it): tftpd logs only the
+    request, so the timeline asks here whether the file exists and how big it is."""
+    base = root.resolve()
+
+    def size(path: str) -> int | None:
+        try:
+            target = (base / path.lstrip("/")).resolve()
+            if not target.is_relative_to(base) or not target.is_file():
+                return None
+            return target.stat().st_size
+        except OSError:
+            return None
+
+    return size
+
+
+def start_status(options: ServeOptions, spec: Spec, bundle: Bundle, site_address: str, mode: str,
+                 tftp_root: Path, out: Output,
+                 daemons: Callable[[], dict[str, DaemonState]]) -> StatusSite:
+    """The boot timeline fed by every daemon line, its metrics and the status site."""
+    metrics = Metrics([e.name for e in spec.entries])
+    timeline = Timeline(spec, own_address=site_address, stall_seconds=options.stall_seconds,
+                        file_size=tftp_file_size(tftp_root), listener=metrics)
+    metrics.watch(daemons, options.runtime, timeline.view)
+
+    def tap(name: str, text: str) -> None:
+        event = parse_line(name, text)
+        if event is not None:
+            timeline.feed(event)
+
+    out.taps.append(tap)
+    manifest = bundle.manifest
+    site = StatusSite(timeline, metrics, BundleInfo(name=manifest.name, version=manifest.version,
+                                                     digest=manifest.digest),
+                      address=site_address, mode=mode, token=options.status_token,
+                      log=lambda text: out.line("status", text))
+    try:
+        site.start(options.status_port)
+    except OSError as exc:
+        raise BootpackError(f"the status site cannot listen on 127.0.0.1:{options.status_port} "
+                            f"({exc}); give another --status-port, or --no-status") from None
+    return site
+
+
 def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address,
                         partners: frozenset[str] = frozenset()) -> None:
     try:
@@ -257,7 +311,8 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
         ha = high_availability(options.peers, site.address, options.peer_name)
         out.line("bootpack", f"DHCP high availability (Kea, hot-standby): this is {ha.this} "
                  f"({ha.role(ha.me)}), peers " + ", ".join(f"{p.name}={p.url}" for p in ha.peers))
-    runtime = render_runtime(spec, site, paths, interface, ha=ha)
+    runtime = render_runtime(spec, site, paths, interface, ha=ha,
+                             status_port=options.status_port if options.status else None)
     out.line("bootpack", f"serving {manifest.name} {manifest.version} ({manifest.digest}) "
              f"on {interface} as {site.address} ({site.subnet}), DHCP {site.mode}")
     if site.mode == "server" and not options.force_dhcp:
@@ -272,7 +327,8 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
         http_base=site.http_base, loader=first_loader(spec),
         kernel=layout.kernel_path(used[0]) if used else None,
         # Health lists the shared exports; a writable host's export answers only that host.
-        exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable))
+        exports=tuple(e.path for e in nfs_export_list(spec, site) if not e.writable),
+        status_url=f"{site.http_base}{PREFIX}/" if options.status else None)
     runtime_dir = Path(paths.runtime)
 
     def write_state(daemons: dict[str, DaemonState]) -> None:
@@ -280,6 +336,9 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
 
     syslog = SyslogListener(out) if _syslog_free() else None
     supervisor = Supervisor(runtime.services, output=out, on_change=write_state)
+    status = (start_status(options, spec, opened, str(site.address), site.mode,
+                           Path(paths.tftp_root), out, supervisor.state)
+              if options.status else None)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         out.line("bootpack", f"{signal.Signals(signum).name}: stopping")
@@ -293,3 +352,5 @@ def serve(options: ServeOptions, out: Output | None = None) -> int:
     finally:
         if syslog is not None:
             syslog.close()
+        if status is not None:
+            status.close()

@@ -17,6 +17,7 @@ from ..errors import BootpackError
 RUNTIME_DIR = Path("/run/bootpack")  # default runtime dir; BOOTPACK_RUNTIME_DIR overrides it
 RUNTIME_DIR_ENV = "BOOTPACK_RUNTIME_DIR"
 STATE_FILE = "state.json"
+DEFAULT_STATUS_PORT = 8067  # the status site, on 127.0.0.1 inside the appliance (nginx proxies)
 
 DaemonStatus = Literal["starting", "running", "down", "stopped"]
 
@@ -51,6 +52,7 @@ class ServeState(BaseModel):
     kernel: str | None  # a kernel path under the HTTP root, for the HTTP probe
     exports: tuple[str, ...]  # the shared (read-only) exports, for the NFS probe
     daemons: dict[str, DaemonState] = {}
+    status_url: str | None = None  # the status site's base (None: tracking is off)
 
     def write(self, runtime: Path) -> None:
         path = runtime / STATE_FILE

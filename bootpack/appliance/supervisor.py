@@ -31,17 +31,26 @@ STABLE_AFTER = 30.0  # a daemon up this long has its backoff reset
 
 
 class Output:
-    """Line-prefixed, thread-safe writer on stdout."""
+    """Line-prefixed, thread-safe writer on stdout. Every daemon's line passes here; `taps`
+    (e.g. the boot timeline's parser) see each (service, line) after it is written."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self.stream = stream or sys.stdout
         self.lock = threading.Lock()
         self.width = 8
+        self.taps: list[Callable[[str, str], None]] = []
 
     def line(self, name: str, text: str) -> None:
         with self.lock:
             self.stream.write(f"{name:<{self.width}}| {text.rstrip()}\n")
             self.stream.flush()
+        for tap in self.taps:
+            try:
+                tap(name, text)
+            except Exception as exc:  # a tap must never take the daemons' output down
+                with self.lock:
+                    self.stream.write(f"{'bootpack':<{self.width}}| tap failed on a {name} line: "
+                                      f"{exc!r}\n")
 
 
 @dataclass

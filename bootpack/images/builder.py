@@ -35,7 +35,7 @@ from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
 from .docker_image import docker_client, read_file, resolve_image
 from .netboot import WORK, NetbootOptions, run_netboot
-from .roottree import add_readonly_support, clean_tree, find_init, tree_size
+from .roottree import add_boot_report, add_readonly_support, clean_tree, find_init, tree_size
 
 # dracut modules each root mode needs (field notes: network-legacy, not systemd-networkd).
 DRACUT_MODULES = {
@@ -109,6 +109,7 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
     shutil.rmtree(tree / WORK)
     clean_tree(tree)
     add_readonly_support(tree)
+    add_boot_report(tree)
     init = find_init(tree)
     (out / "init").write_text(f"{init or ''}\n")
     (out / "kver").write_text(f"{kver}\n")

@@ -70,6 +70,50 @@ WantedBy=local-fs-pre.target
 """
 
 # Removed from every root tree (relative paths; globs allowed).
+REPORT_SCRIPT = "usr/local/lib/bootpack/report-up"
+REPORT_UNIT = "etc/systemd/system/bootpack-report-up.service"
+REPORT_WANTS = "etc/systemd/system/multi-user.target.wants/bootpack-report-up.service"
+
+REPORT_SH = """#!/bin/bash
+# Installed by bootpack: tell the boot appliance this system is up (`bootpack status`), with its
+# boot time. The URL comes from bootpack.report= on the kernel command line (entries[].report_up).
+url=$(sed -n 's/.*bootpack\\.report=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$url" ] || exit 0
+target="$url?uptime=$(cut -d' ' -f1 /proc/uptime)"
+for try in 1 2 3 4 5; do
+    if command -v curl >/dev/null; then
+        curl -fsS -m 5 -o /dev/null "$target" && exit 0
+    elif command -v wget >/dev/null; then
+        wget -q -T 5 -O /dev/null "$target" && exit 0
+    else  # bash alone: HTTP/1.0 over /dev/tcp
+        rest=${target#http://}; hostport=${rest%%/*}; path=/${rest#*/}
+        host=${hostport%:*}; port=80; [ "$hostport" = "$host" ] || port=${hostport##*:}
+        if exec 3<>"/dev/tcp/$host/$port"; then
+            printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "$path" "$hostport" >&3
+            read -r status <&3; exec 3<&-
+            case "$status" in *" 200 "*) exit 0;; esac
+        fi
+    fi
+    sleep "$try"
+done
+exit 1
+"""
+
+REPORT_SERVICE = f"""# Installed by bootpack: see /{REPORT_SCRIPT}
+[Unit]
+Description=Report to the boot appliance that this system is up
+ConditionKernelCommandLine=bootpack.report
+Wants=network-online.target
+After=network-online.target multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash /{REPORT_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
 LEFTOVERS = (".dockerenv", ".dockerinit", "etc/hostname", "var/lib/dbus/machine-id",
              "var/cache/apt/*.bin", "var/cache/apt/archives/*.deb", "var/cache/debconf/*-old",
              "var/lib/apt/lists/*", "var/lib/dpkg/*-old", "etc/*-",
@@ -136,6 +180,18 @@ def add_readonly_support(root: Path) -> None:
     if wants.is_symlink() or wants.exists():
         wants.unlink()
     wants.symlink_to(f"/{VOLATILE_UNIT}")
+
+
+def add_boot_report(root: Path) -> None:
+    """Install the unit that reports `up` to the appliance (only when the kernel command line
+    carries bootpack.report=URL, which entries[].report_up and hosts[].report_up control)."""
+    _write(root, REPORT_SCRIPT, REPORT_SH, 0o755)
+    _write(root, REPORT_UNIT, REPORT_SERVICE)
+    wants = root / REPORT_WANTS
+    wants.parent.mkdir(parents=True, exist_ok=True)
+    if wants.is_symlink() or wants.exists():
+        wants.unlink()
+    wants.symlink_to(f"/{REPORT_UNIT}")
 
 
 def resolve_in(root: Path, path: str, hops: int = 40) -> Path | None:

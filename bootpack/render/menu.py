@@ -83,7 +83,18 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
         url = f"{site.http_base}/{layout.squashfs_path(entry.image)}"
         words += [f"root=live:{url}", "rd.live.overlay.overlayfs=1", "ip=dhcp", "rd.neednet=1"]
     words += [w for w in (entry.cmdline.strip(), extra.strip()) if w]
+    report = host.report_up if host is not None and host.report_up is not None else entry.report_up
+    if report and entry.image is not None:
+        words.append(f"{REPORT_PARAM}={report_url(site, entry)}")
     return " ".join(words)
+
+
+REPORT_PARAM = "bootpack.report"  # read by the image's bootpack-report unit (images.roottree)
+
+
+def report_url(site: Site, entry: Entry) -> str:
+    """Where a booted system reports `up` (the appliance's status site, behind its nginx)."""
+    return f"{site.http_base}/bootpack/up/{entry.name}"
 
 
 def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",

@@ -393,6 +393,11 @@ class Entry(_Section):
         "the image's kernel carries no signature (such a kernel is refused under Secure Boot "
         "unless its key is enrolled as a MOK).",
     )
+    report_up: bool = Field(
+        True,
+        description="Add bootpack.report=URL to the command line: images bootpack builds then "
+        "report `up` to the appliance once booted (`bootpack status`); false turns it off.",
+    )
 
     @property
     def menu_label(self) -> str:
@@ -417,6 +422,9 @@ class Host(_Section):
         None,
         description="Force this host's boot chain (one of loaders.chains) whatever architecture "
         "its firmware reports in DHCP option 93 (default: chosen by option 93).",
+    )
+    report_up: bool | None = Field(
+        None, description="Overrides the entry's report_up for this host (false: no `up` report)."
     )
 
 

@@ -258,3 +258,27 @@ def test_health_reads_the_first_loader_of_the_bundles_chains() -> None:
     assert first_loader(parse_spec(data)) == "pxelinux.0"
     data["loaders"] = {"chains": ["uefi"]}
     assert first_loader(parse_spec(data)) == "bootx64.efi"
+
+
+def test_nginx_logs_for_the_timeline_and_proxies_the_status_site(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    spec = make_spec()
+    site = runtime_site(spec, root="/srv/bootpack", address=IPv4Interface("192.168.50.9/24")).site
+    plain = render_runtime(spec, site, PATHS, "eth1").files["nginx.conf"]
+    assert "log_format bootpack 'bootpack-access $remote_addr" in plain
+    assert "access_log /dev/stdout bootpack;" in plain and "location /bootpack/" not in plain
+    nginx = render_runtime(spec, site, PATHS, "eth1", status_port=8067).files["nginx.conf"]
+    assert "location /bootpack/ { proxy_pass http://127.0.0.1:8067;" in nginx
+    assert "location = /metrics { proxy_pass http://127.0.0.1:8067;" in nginx
+    assert "proxy_set_header X-Real-IP $remote_addr;" in nginx
+    if shutil.which("nginx"):  # the real nginx parses it (test-only paths)
+        conf = nginx.replace("/run/bootpack", str(tmp_path)).replace("listen 192.168.50.9:80",
+                                                                    "listen 127.0.0.1:1")
+        for sub in ("nginx/body", "nginx/proxy", "nginx/fastcgi", "nginx/uwsgi", "nginx/scgi"):
+            (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / "nginx.conf").write_text(conf)
+        result = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr

@@ -299,3 +299,47 @@ def test_docker_tags_are_valid() -> None:
     from bootpack.images.builder import _tag
 
     assert _tag("Live.Net_", "debian") == "bootpack-live-net-debian:latest"
+
+
+def test_boot_report_unit_reports_up_with_bash_alone(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    root = tmp_path / "root"
+    roottree.add_boot_report(root)
+    wants = root / roottree.REPORT_WANTS
+    assert os.readlink(wants) == f"/{roottree.REPORT_UNIT}"
+    unit = (root / roottree.REPORT_UNIT).read_text()
+    assert "ConditionKernelCommandLine=bootpack.report" in unit and "network-online.target" in unit
+    # run the script as installed, with /proc replaced and no curl or wget on PATH
+    cmdline, uptime = tmp_path / "cmdline", tmp_path / "uptime"
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    port = server.server_address[1]
+    cmdline.write_text(f"console=ttyS0 bootpack.report=http://127.0.0.1:{port}/bootpack/up/live quiet\n")
+    uptime.write_text("12.34 5.67\n")
+    script = (root / roottree.REPORT_SCRIPT).read_text()
+    script = script.replace("/proc/cmdline", str(cmdline)).replace("/proc/uptime", str(uptime))
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("sed", "cut", "sleep"):
+        (tools / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    result = subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(tools)}, timeout=20,
+                            capture_output=True, text=True)
+    server.server_close()
+    assert result.returncode == 0, result.stderr
+    assert seen == ["/bootpack/up/live?uptime=12.34"]
+    # without bootpack.report= it does nothing
+    cmdline.write_text("console=ttyS0\n")
+    assert subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(tools)}, timeout=5).returncode == 0

@@ -61,11 +61,13 @@ def test_host_file_boots_its_entry_at_once_with_the_host_cmdline() -> None:
     host = spec.hosts[0]
     text = host_config(spec, site, host)
     assert "set timeout=0\n" in text and "set default='live'\n" in text
-    assert ("  if linux $bootpack_files/images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'; "
+    report = "'bootpack.report=http://10.0.2.2/bootpack/up/live'"
+    assert (f"  if linux $bootpack_files/images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1' {report}; "
             "initrd $bootpack_files/images/kdev/initrd.img; then true; "
-            "else linux /images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1'; "
+            f"else linux /images/kdev/vmlinuz 'console=ttyS0,115200' 'node=1' {report}; "
             "initrd /images/kdev/initrd.img; fi\n") in text
-    assert "APPEND console=ttyS0,115200 node=1\n" in pxe_host(spec, site, host)
+    assert ("APPEND console=ttyS0,115200 node=1 bootpack.report=http://10.0.2.2/bootpack/up/live\n"
+            in pxe_host(spec, site, host))
     assert text.count("menuentry") == 1
 
 

@@ -24,7 +24,8 @@ def test_host_boots_its_entry_with_entry_then_host_cmdline() -> None:
     assert "DEFAULT live\nPROMPT 0\n" in text
     assert "  KERNEL images/kdev/vmlinuz\n" in text
     assert "  INITRD images/kdev/initrd.img\n" in text
-    assert "  APPEND console=ttyS0,115200 node=1\n" in text
+    assert ("  APPEND console=ttyS0,115200 node=1 bootpack.report=http://10.0.2.2/bootpack/up/live\n"
+            in text)
     assert "UI menu.c32" not in text
 
 
@@ -76,7 +77,8 @@ def test_live_fetches_the_squashfs_from_the_http_server() -> None:
     spec = parse_spec(data)
     line = kernel_cmdline(spec, Site.from_spec(spec), spec.entries[0], "node=1")
     assert line == ("root=live:http://10.0.2.2:8080/images/kdev/squashfs.img "
-                    "rd.live.overlay.overlayfs=1 ip=dhcp rd.neednet=1 console=ttyS0,115200 node=1")
+                    "rd.live.overlay.overlayfs=1 ip=dhcp rd.neednet=1 console=ttyS0,115200 node=1 "
+                    "bootpack.report=http://10.0.2.2:8080/bootpack/up/live")
 
 
 def test_a_different_site_address_flows_into_every_file() -> None:
@@ -90,3 +92,16 @@ def test_a_different_site_address_flows_into_every_file() -> None:
                  "etc/kea-dhcp4.json"):
         assert "10.77.0.9" in files[path], path
         assert "10.0.2.2:" not in files[path], path
+
+
+def test_report_up_adds_the_report_url_unless_turned_off() -> None:
+    data = lab_data()
+    spec = parse_spec(data)
+    assert "bootpack.report=http://10.0.2.2/bootpack/up/live" in host_config(
+        spec, Site.from_spec(spec), spec.hosts[0])
+    data["entries"][0]["report_up"] = False
+    spec = parse_spec(data)
+    assert "bootpack.report" not in default_config(spec, Site.from_spec(spec))
+    data["hosts"][0]["report_up"] = True  # the host's choice wins over its entry's
+    spec = parse_spec(data)
+    assert "bootpack.report=" in host_config(spec, Site.from_spec(spec), spec.hosts[0])

@@ -33,7 +33,8 @@ from bootpack.compiler import build_bundle
 from bootpack.spec import load_spec
 from tests.support.netmarker import nfs_root_tree, write_netmarker
 
-IMAGE_TAG = "bp-appl-test:latest"
+# BOOTPACK_TEST_IMAGE: another tag, so concurrent sessions on one engine never run each other's.
+IMAGE_TAG = os.environ.get("BOOTPACK_TEST_IMAGE") or "bp-appl-test:latest"
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "DAC_READ_SEARCH", "NET_BIND_SERVICE"]
 # Unique per test session, so concurrent sessions (other engineers, CI) never collide.
 SLOT = 20 + os.getpid() % 200

@@ -20,6 +20,7 @@ from tests.support.marker import BUSYBOX, DIR, MARKER, Entries, busybox_bytes, d
 
 NFS_ROOT_MARK = f"{MARKER} nfs-root"
 LIVE_MARK = f"{MARKER} live"
+UP_MARK = f"{MARKER} up reported"
 NFS_FILE = "BOOTPACK-NFS-ROOT"  # a file in the NFS root tree (tests.appliance_env puts it there)
 WANTED_MODULES = ("virtio_pci", "virtio_net", "nfsv4")
 
@@ -33,8 +34,13 @@ say() {{ echo "$*" > /dev/ttyS0; }}
 CMDLINE=$($B cat /proc/cmdline)
 say "{MARKER} cmdline: $CMDLINE"
 ROOT=""
-for w in $CMDLINE; do case "$w" in root=*) ROOT="${{w#root=}}";; esac; done
+REPORT=""
+NET=""
+for w in $CMDLINE; do
+  case "$w" in root=*) ROOT="${{w#root=}}";; bootpack.report=*) REPORT="${{w#bootpack.report=}}";; esac
+done
 net_up() {{
+  NET=1
   for pass in 1 2; do
     for m in $($B cat /modules.order); do $B insmod /modules/$m 2>/dev/null; done
   done
@@ -69,6 +75,12 @@ case "$ROOT" in
     say "{MARKER} nfs mount failed: $SERVER:$EXPORT"
     ;;
 esac
+if [ -n "$REPORT" ]; then
+  # What bootpack's report unit does in a built image: tell the appliance this system is up.
+  [ -n "$NET" ] || net_up
+  UPTIME=$($B cut -d' ' -f1 /proc/uptime)
+  if $B wget -q -O /dev/null "$REPORT?uptime=$UPTIME"; then say "{UP_MARK} after $UPTIME s"; fi
+fi
 say "{MARKER} done"
 $B poweroff -f
 """
