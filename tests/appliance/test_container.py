@@ -164,6 +164,30 @@ def test_nfs_lists_the_root_tree(address: str, version: int) -> None:
     assert "BOOTPACK-NFS-ROOT" in result.stdout and "init" in result.stdout
 
 
+def nfs_owners(address: str, path: str, version: int) -> dict[str, tuple[str, str]]:
+    """name -> (uid, gid) as nfs-ls (libnfs) lists a directory."""
+    result = subprocess.run(["nfs-ls", f"nfs://{address}{path}?version={version}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {line.split()[-1]: (line.split()[2], line.split()[3])
+            for line in result.stdout.splitlines() if line.strip()}
+
+
+def test_nfs_owners_are_the_trees_own_numbers_over_v3_and_v4(appliance: Container,
+                                                             address: str) -> None:
+    # uid 102 has a name in the appliance (_rpc) that means another uid in a Debian image
+    # (statd); gid 4343 has no name there. Over NFSv4 both must arrive as the numbers on disk,
+    # as over NFSv3: Ganesha sends numeric owners, so no client maps names (or waits on it).
+    root = "/srv/bootpack/roots/marker"
+    made = appliance.exec_run(["sh", "-c", f"touch {root}/owned && chown 102:4343 {root}/owned"])
+    assert made.exit_code == 0, made.output
+    assert appliance.exec_run(["getent", "passwd", "102"]).exit_code == 0  # a named uid
+    for version in (3, 4):
+        owners = nfs_owners(address, root, version)
+        assert owners["owned"] == ("102", "4343"), (version, owners)
+        assert owners["BOOTPACK-NFS-ROOT"] == ("0", "0"), (version, owners)
+
+
 def test_nfs_exports_only_the_root_trees(address: str) -> None:
     result = subprocess.run(["nfs-ls", f"nfs://{address}/srv/bootpack?version=4"],
                             capture_output=True, text=True, timeout=60)
