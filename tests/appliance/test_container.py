@@ -26,6 +26,7 @@ from docker.models.containers import Container
 from bootpack.appliance.health import tftp_read
 from tests.support.appliance_env import (
     KNOWN_MAC,
+    OWNED,
     SLOT,
     BootNet,
     appliance_image,
@@ -175,16 +176,15 @@ def nfs_owners(address: str, path: str, version: int) -> dict[str, tuple[str, st
 
 def test_nfs_owners_are_the_trees_own_numbers_over_v3_and_v4(appliance: Container,
                                                              address: str) -> None:
-    # uid 102 has a name in the appliance (_rpc) that means another uid in a Debian image
-    # (statd); gid 4343 has no name there. Over NFSv4 both must arrive as the numbers on disk,
-    # as over NFSv3: Ganesha sends numeric owners, so no client maps names (or waits on it).
-    root = "/srv/bootpack/roots/marker"
-    made = appliance.exec_run(["sh", "-c", f"touch {root}/owned && chown 102:4343 {root}/owned"])
-    assert made.exit_code == 0, made.output
-    assert appliance.exec_run(["getent", "passwd", "102"]).exit_code == 0  # a named uid
+    # OWNED is uid 102, which has a name in the appliance (_rpc) that means another uid in a
+    # Debian image (statd), and gid 4343, which has no name there. Over NFSv4 both must arrive
+    # as the numbers on disk, as over NFSv3: Ganesha sends numeric owners, so no client maps
+    # names (or waits on an id-mapping upcall to do it).
+    name, uid, gid = OWNED
+    assert appliance.exec_run(["getent", "passwd", str(uid)]).exit_code == 0  # a named uid
     for version in (3, 4):
-        owners = nfs_owners(address, root, version)
-        assert owners["owned"] == ("102", "4343"), (version, owners)
+        owners = nfs_owners(address, "/srv/bootpack/roots/marker", version)
+        assert owners[name] == (str(uid), str(gid)), (version, owners)
         assert owners["BOOTPACK-NFS-ROOT"] == ("0", "0"), (version, owners)
 
 
