@@ -218,7 +218,14 @@ http {{
 
 
 def render_ganesha_main(spec: Spec, site: Site, paths: Paths) -> str:
-    """ganesha.conf: core parameters (no grace period, no NLM/RQUOTA) and the bundle's exports."""
+    """ganesha.conf: core parameters (no grace period, no NLM/RQUOTA) and the bundle's exports.
+
+    NFSv4 owners go on the wire as numbers (Only_Numeric_Owners), as NFSv3 sends them. A root
+    tree's owners are the image's uids and gids: resolved to names against the appliance's own
+    /etc/passwd they come out wrong (uid 102 is statd in a Debian image, _rpc in the appliance),
+    and each name costs the client an id-mapping upcall (nfs_idmap_get_key) while it boots.
+    Clients get nfs.nfs4_disable_idmapping=1 (render.pxelinux) to match.
+    """
     core = RUNTIME_HEADER + f"""NFS_CORE_PARAM {{
     Protocols = 3, 4;
     Bind_addr = {site.address};
@@ -228,6 +235,8 @@ def render_ganesha_main(spec: Spec, site: Site, paths: Paths) -> str:
 NFSV4 {{
     Graceless = true;
     RecoveryBackend = fs;
+    Allow_Numeric_Owners = true;
+    Only_Numeric_Owners = true;
 }}
 NFS_KRB5 {{ Active_krb5 = false; }}
 

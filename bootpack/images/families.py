@@ -55,7 +55,10 @@ DEBIAN = Family(
         DRACUT: ("dracut", "dracut-network", "dbus", "isc-dhcp-client", "iputils-arping", "procps",
                  "zstd"),  # zstd: dracut --compress zstd falls back to gzip without it
         LIVE: ("dracut-live", "curl"),  # livenet's url-lib needs curl
-        NFS: ("nfs-common",),
+        # netbase: /etc/protocols, /etc/services and /etc/rpc. Without them dracut's nfs module
+        # leaves them out of the initrd and mount.nfs cannot resolve "tcp" to reach rpcbind and
+        # mountd: an NFSv3 root fails with "mount.nfs: Protocol not supported".
+        NFS: ("nfs-common", "netbase"),
     },
     kernel_package="linux-image-amd64",
 )

@@ -79,6 +79,10 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
             scheme = "nfs4" if entry.nfs_version == 4 else "nfs"
             words += [f"root={scheme}:{site.address}:{path}:vers={entry.nfs_version},tcp",
                       "ip=dhcp", "rd.neednet=1", mode]
+        if entry.nfs_version == 4:
+            # Owners as numbers both ways, no id-mapping upcall (the appliance's Ganesha sends
+            # numeric owners, Only_Numeric_Owners): booting never waits in nfs_idmap_get_key.
+            words.append("nfs.nfs4_disable_idmapping=1")
     elif entry.root == "live" and entry.image is not None:
         url = f"{site.http_base}/{layout.squashfs_path(entry.image)}"
         words += [f"root=live:{url}", "rd.live.overlay.overlayfs=1", "ip=dhcp", "rd.neednet=1"]

@@ -72,8 +72,15 @@ def render_exports(spec: Spec, site: Site) -> str:
     return "".join(lines)
 
 
+GANESHA_NOTE = (
+    "# Include these EXPORT blocks from a ganesha.conf whose NFSV4 block sets\n"
+    "# Only_Numeric_Owners = true (as `bootpack serve` does): root trees keep the image's own\n"
+    "# uids and gids, and NFSv4 clients (nfs.nfs4_disable_idmapping=1) map no names.\n"
+)
+
+
 def render_ganesha(spec: Spec, site: Site) -> str:
-    blocks = [HEADER]
+    blocks = [HEADER + GANESHA_NOTE]
     for export_id, export in enumerate(nfs_export_list(spec, site), start=1):
         access = "RW" if export.writable else "RO"
         blocks.append(

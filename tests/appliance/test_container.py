@@ -26,6 +26,7 @@ from docker.models.containers import Container
 from bootpack.appliance.health import tftp_read
 from tests.support.appliance_env import (
     KNOWN_MAC,
+    OWNED,
     SLOT,
     BootNet,
     appliance_image,
@@ -162,6 +163,29 @@ def test_nfs_lists_the_root_tree(address: str, version: int) -> None:
     result = subprocess.run(["nfs-ls", url], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "BOOTPACK-NFS-ROOT" in result.stdout and "init" in result.stdout
+
+
+def nfs_owners(address: str, path: str, version: int) -> dict[str, tuple[str, str]]:
+    """name -> (uid, gid) as nfs-ls (libnfs) lists a directory."""
+    result = subprocess.run(["nfs-ls", f"nfs://{address}{path}?version={version}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return {line.split()[-1]: (line.split()[2], line.split()[3])
+            for line in result.stdout.splitlines() if line.strip()}
+
+
+def test_nfs_owners_are_the_trees_own_numbers_over_v3_and_v4(appliance: Container,
+                                                             address: str) -> None:
+    # OWNED is uid 102, which has a name in the appliance (_rpc) that means another uid in a
+    # Debian image (statd), and gid 4343, which has no name there. Over NFSv4 both must arrive
+    # as the numbers on disk, as over NFSv3: Ganesha sends numeric owners, so no client maps
+    # names (or waits on an id-mapping upcall to do it).
+    name, uid, gid = OWNED
+    assert appliance.exec_run(["getent", "passwd", str(uid)]).exit_code == 0  # a named uid
+    for version in (3, 4):
+        owners = nfs_owners(address, "/srv/bootpack/roots/marker", version)
+        assert owners[name] == (str(uid), str(gid)), (version, owners)
+        assert owners["BOOTPACK-NFS-ROOT"] == ("0", "0"), (version, owners)
 
 
 def test_nfs_exports_only_the_root_trees(address: str) -> None:

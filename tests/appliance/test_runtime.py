@@ -118,6 +118,10 @@ def test_runtime_files_and_services() -> None:
     assert "Clients = 192.168.50.0/24; Access_Type = RO;" in ganesha
     assert "Clients = 192.168.50.21/32; Access_Type = RW;" in ganesha
     assert 'Path = "/var/lib/bootpack/hosts/b";' in ganesha
+    # NFSv4 owners as numbers (the image's ids, not the appliance's names for them).
+    nfsv4 = ganesha[ganesha.index("NFSV4 {"):]
+    nfsv4 = nfsv4[:nfsv4.index("}")]
+    assert "Only_Numeric_Owners = true;" in nfsv4 and "Allow_Numeric_Owners = true;" in nfsv4
     host_b = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-02"]
     assert "root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp" in host_b and " rw" in host_b
     host_a = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-01"]

@@ -112,6 +112,8 @@ def test_netboot_options_follow_the_root_modes() -> None:
     assert live.dracut_add == ("livenet", "dmsquash-live", "network-legacy")
     nfs = netboot_options(debian, [], {"nfs"})
     assert "nfs-common" in nfs.packages and nfs.dracut_add == ("nfs", "network-legacy")
+    # /etc/protocols etc. for mount.nfs in the initrd: NFSv3 needs them to reach rpcbind/mountd.
+    assert "netbase" in nfs.packages
     only_ram = netboot_options(debian, [], {"ramdisk"})
     assert only_ram.packages == () and only_ram.dracut_add == ()
     script = netboot_script(debian, live)

@@ -67,6 +67,18 @@ def test_nfs_with_initrd_uses_dracuts_form_and_default_export_path() -> None:
     spec = parse_spec(data)
     line = kernel_cmdline(spec, Site.from_spec(spec), spec.entries[0])
     assert line.startswith("root=nfs4:10.0.2.2:/srv/bootpack/roots/kdev:vers=4,tcp ip=dhcp rd.neednet=1 ro")
+    # NFSv4 owners as numbers: no id-mapping upcall while booting (the appliance's Ganesha
+    # sends numeric owners to match).
+    assert line.split()[4] == "nfs.nfs4_disable_idmapping=1"
+
+
+def test_nfs_version_3_gets_no_nfsv4_parameters() -> None:
+    data = lab_data()
+    data["entries"][0].update(root="nfs", nfs_version=3)
+    spec = parse_spec(data)
+    line = kernel_cmdline(spec, Site.from_spec(spec), spec.entries[0])
+    assert line.startswith("root=nfs:10.0.2.2:/srv/bootpack/roots/kdev:vers=3,tcp ip=dhcp rd.neednet=1 ro")
+    assert "nfs4" not in line
 
 
 def test_live_fetches_the_squashfs_from_the_http_server() -> None:

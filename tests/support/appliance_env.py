@@ -42,6 +42,9 @@ KNOWN_MAC = "52:54:00:a7:00:01"
 LIVE_MAC = "52:54:00:a7:00:02"
 NFS_MAC = "52:54:00:a7:00:03"
 NFS_MARK = "BOOTPACK-NFS-ROOT"
+# A file of the root tree owned by ids the appliance names differently (uid 102 is _rpc there,
+# statd in a Debian image) or not at all (gid 4343): NFS must send these numbers as they are.
+OWNED = ("OWNED", 102, 4343)
 
 
 def spec_subnet() -> IPv4Network:
@@ -127,6 +130,8 @@ def add_root_tree(bundle: Path, image: str, tree: dict[str, bytes]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         target.chmod(0o755 if rel.startswith("bin/") or rel == "init" else 0o644)
+        if rel == OWNED[0]:
+            os.chown(target, OWNED[1], OWNED[2])
     old = Bundle.open(bundle).manifest
     manifest = make_manifest(bundle, name=old.name, version=old.version,
                              description=old.description, spec_digest=old.spec_digest,
@@ -142,7 +147,8 @@ def make_bundle(work: Path, extra_tree: dict[str, bytes] | None = None) -> Path:
     (spec_dir / "spec.toml").write_text(spec_text(spec_subnet()))
     bundle = work / "bundle"
     build_bundle(load_spec(spec_dir / "spec.toml"), bundle)
-    tree = {f"{NFS_MARK}": b"served by NFS-Ganesha from the bundle\n", "etc/hostname": b"marker\n"}
+    tree = {f"{NFS_MARK}": b"served by NFS-Ganesha from the bundle\n", "etc/hostname": b"marker\n",
+            OWNED[0]: b"owned by 102:4343\n"}
     tree.update(extra_tree or {})
     add_root_tree(bundle, "marker", tree)
     return bundle
