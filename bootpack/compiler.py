@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .bundle import layout
 from .bundle.archive import source_date_epoch, write_archive
-from .bundle.manifest import Bundle, make_manifest
+from .bundle.manifest import Bundle, BundleResult, make_manifest
 from .bundle.output import archive_path, check_inputs, check_replaceable, staged_output, watch
 from .bundle.verify import archive_manifest
 from .errors import BootpackError
@@ -44,28 +44,12 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class BuildResult:
+class BuildResult(BundleResult):
     bundle: Bundle
-
-    @property
-    def output(self) -> Path:
-        return self.bundle.directory
-
-    @property
-    def archive(self) -> Path:
-        return self.bundle.archive
 
     @property
     def digest(self) -> str:
         return self.bundle.digest
-
-    @property
-    def files(self) -> int:
-        return len(self.bundle.manifest.files)
-
-    @property
-    def size(self) -> int:
-        return self.bundle.manifest.size
 
 
 def _plan_built(plan: Plan, built: BuiltImage) -> None:

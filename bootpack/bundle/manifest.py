@@ -171,3 +171,26 @@ class Bundle:
     @property
     def digest(self) -> str:
         return self.manifest.digest
+
+
+class BundleResult:
+    """What a command that built or installed a bundle reports about it (BuildResult,
+    PullResult): shortcuts into its Bundle."""
+
+    bundle: Bundle
+
+    @property
+    def output(self) -> Path:
+        return self.bundle.directory
+
+    @property
+    def archive(self) -> Path:
+        return self.bundle.archive
+
+    @property
+    def files(self) -> int:
+        return len(self.bundle.manifest.files)
+
+    @property
+    def size(self) -> int:
+        return self.bundle.manifest.size

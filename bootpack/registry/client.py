@@ -283,12 +283,7 @@ class RegistryClient:
         if header and header != digest:
             raise RegistryError(f"{ref}: manifest digest mismatch: header says {header}, "
                                 f"content is {digest}")
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RegistryError(f"{ref}: the manifest is not JSON") from None
-        if not isinstance(data, dict):
-            raise RegistryError(f"{ref}: the manifest is not a JSON object")
+        data = _json_object(raw, f"{ref}: the manifest")
         media_type = str(data.get("mediaType") or response.headers.get("Content-Type", ""))
         return Manifest(raw=raw, digest=digest, media_type=media_type.split(";")[0].strip(), data=data)
 
@@ -450,13 +445,18 @@ class RegistryClient:
         data = self._read(self._get_blob(ref, digest), limit, f"blob {digest}")
         if sha256_bytes(data) != digest:
             raise RegistryError(f"{ref}: blob digest mismatch for {digest}")
-        try:
-            result = json.loads(data)
-        except ValueError:
-            raise RegistryError(f"{ref}: blob {digest} is not JSON") from None
-        if not isinstance(result, dict):
-            raise RegistryError(f"{ref}: blob {digest} is not a JSON object")
-        return result
+        return _json_object(data, f"{ref}: blob {digest}")
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """data parsed as a JSON object, or a RegistryError saying what it is not."""
+    try:
+        result = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{what} is not JSON") from None
+    if not isinstance(result, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return result
 
 
 def _short(exc: BaseException) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..bundle import layout
 from ..bundle.archive import extract_archive
-from ..bundle.manifest import Bundle
+from ..bundle.manifest import Bundle, BundleResult
 from ..bundle.output import archive_path, staged_output
 from ..bundle.verify import check_digest, verify
 from ..errors import BootpackError
@@ -20,7 +20,7 @@ from .reference import APPLIANCE_SUFFIX, LATEST, Reference, parse_reference
 
 
 @dataclass(frozen=True)
-class PullResult:
+class PullResult(BundleResult):
     ref: Reference
     manifest_digest: str
     bundle: Bundle  # as installed in the output directory
@@ -28,22 +28,6 @@ class PullResult:
     @property
     def bundle_digest(self) -> str:
         return self.bundle.digest
-
-    @property
-    def output(self) -> Path:
-        return self.bundle.directory
-
-    @property
-    def archive(self) -> Path:
-        return self.bundle.archive
-
-    @property
-    def files(self) -> int:
-        return len(self.bundle.manifest.files)
-
-    @property
-    def size(self) -> int:
-        return self.bundle.manifest.size
 
 
 def resolve_bundle(client: RegistryClient, ref: Reference) -> tuple[Manifest, Blob]:

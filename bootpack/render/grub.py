@@ -17,13 +17,14 @@ from ..bundle import layout
 from ..errors import BootpackError
 from ..spec.model import GRUB_UNSAFE_CMDLINE, Host, Spec
 from ..spec.site import Site
+from . import quoting
 from .common import HEADER
 from .menu import BootItem, boot_menu, host_item
 
 
 def quote(value: str) -> str:
     """One GRUB word, taken literally: single quotes (no `$` expansion), a quote as '\\''."""
-    return "'" + value.replace("'", "'\\''") + "'"
+    return "'" + quoting.grub(value).replace("'", "'\\''") + "'"
 
 
 def cmdline_words(item: BootItem) -> list[str]:

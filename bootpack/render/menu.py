@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bundle import layout
-from ..errors import BootpackError
 from ..spec.model import Entry, Host, Spec
 from ..spec.site import Site
+from . import quoting
 from .nfs import host_root_path, nfs_root_path, writable_hosts
 
 
@@ -34,14 +34,6 @@ class BootMenu:
     timeout: int  # seconds; 0 boots the default at once, without a menu
     default: str  # name of the default item
     items: tuple[BootItem, ...]
-
-
-def plain_text(value: str, what: str) -> str:
-    """Menu text and command lines go into line-based config files: no control characters."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise BootpackError(f"{what}: {value!r} holds a control character (newline, tab, ...); "
-                            "use printable text")
-    return value
 
 
 def entry_initrd(spec: Spec, entry: Entry) -> str | None:
@@ -104,11 +96,13 @@ def report_url(site: Site, entry: Entry) -> str:
 def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
               host: Host | None = None) -> BootItem:
     """An entry as a loader-neutral item; `extra` (a host's cmdline) goes after the entry's."""
-    label = plain_text(entry.menu_label, f"entry {entry.name}: label")
+    # Menu text and command lines go into line-based loader configs: no control characters.
+    label = quoting.one_line(entry.menu_label, f"the boot menu (entry {entry.name}: label)")
     if entry.root == "local":
         return BootItem(entry.name, label, None, None, "", False)
     assert entry.image is not None  # checked by entry_images_exist
-    cmdline = plain_text(kernel_cmdline(spec, site, entry, extra, host), f"entry {entry.name}: cmdline")
+    cmdline = quoting.one_line(kernel_cmdline(spec, site, entry, extra, host),
+                               f"the boot menu (entry {entry.name}: cmdline)")
     return BootItem(entry.name, label, layout.kernel_path(entry.image), entry_initrd(spec, entry),
                     cmdline, entry.root in ("nfs", "live"))
 
@@ -116,8 +110,9 @@ def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
 def boot_menu(spec: Spec, site: Site) -> BootMenu:
     """The menu every client without a host config sees."""
     items = tuple(boot_item(spec, site, e) for e in spec.entries)
-    return BootMenu(title=plain_text(spec.menu.title, "menu.title"), timeout=spec.menu.timeout,
-                    default=spec.default_entry.name, items=items)
+    title = quoting.one_line(spec.menu.title, "the boot menu (menu.title)")
+    return BootMenu(title=title, timeout=spec.menu.timeout, default=spec.default_entry.name,
+                    items=items)
 
 
 def host_item(spec: Spec, site: Site, host: Host) -> BootItem:

@@ -35,6 +35,11 @@ def pxelinux(value: str) -> str:
     return one_line(value, "a pxelinux config")
 
 
+def grub(value: str) -> str:
+    """A value in a grub.cfg (quoted there, but a new line would still start a new command)."""
+    return one_line(value, "a GRUB config")
+
+
 def dnsmasq_string(value: str) -> str:
     """A dnsmasq.conf quoted string: `\\` and `"` escaped; inside quotes `,` and `#` are text."""
     one_line(value, "dnsmasq.conf")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import subprocess
 from collections.abc import Iterator
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -33,6 +32,8 @@ from tests.support.appliance_env import (
     docker_client_or_skip,
     isolated_network,
     start_appliance,
+    tap_device,
+    vm_network,
     wait_healthy,
 )
 from tests.support.marker import MARKER
@@ -45,24 +46,14 @@ TAP = f"bptap-a{SLOT}"
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[BootNet]:
-    if not qemu_available():
-        pytest.fail("qemu-system-x86_64 and ipxe-qemu are needed (scripts/install --test)")
-    client = docker_client_or_skip()
-    appliance_image()
-    with isolated_network(client, IPv4Network(f"10.78.{SLOT}.0/25"), "b") as net:
+    with vm_network(IPv4Network(f"10.78.{SLOT}.0/25"), "b") as net:
         yield net
 
 
 @pytest.fixture(scope="module")
 def tap(net: BootNet) -> Iterator[str]:
-    """A tap device on the test network's bridge (removed afterwards)."""
-    subprocess.run(["ip", "link", "del", TAP], capture_output=True)
-    subprocess.run(["ip", "tuntap", "add", "dev", TAP, "mode", "tap"], check=True)
-    try:
-        subprocess.run(["ip", "link", "set", TAP, "master", net.bridge, "up"], check=True)
-        yield TAP
-    finally:
-        subprocess.run(["ip", "link", "del", TAP], capture_output=True)
+    with tap_device(net, TAP) as tap:
+        yield tap
 
 
 @pytest.fixture(scope="module")
@@ -157,14 +148,11 @@ def proxy_lan() -> Iterator[tuple[BootNet, str, str]]:
         container = start_appliance(client, net, address,
                                     ["--interface", "eth0", "--address", f"{address}/24",
                                      "--dhcp", "proxy"], f"bp-appl-{SLOT}-proxyboot")
-        subprocess.run(["ip", "link", "del", PROXY_TAP], capture_output=True)
-        subprocess.run(["ip", "tuntap", "add", "dev", PROXY_TAP, "mode", "tap"], check=True)
         try:
-            subprocess.run(["ip", "link", "set", PROXY_TAP, "master", net.bridge, "up"], check=True)
-            wait_healthy(container)
-            yield net, address, PROXY_TAP
+            with tap_device(net, PROXY_TAP) as tap:
+                wait_healthy(container)
+                yield net, address, tap
         finally:
-            subprocess.run(["ip", "link", "del", PROXY_TAP], capture_output=True)
             with contextlib.suppress(docker.errors.APIError):
                 print("--- LAN dhcp\n" + lan_dhcp.logs().decode()[-2000:])
                 print("--- appliance\n" + container.logs().decode()[-3000:])

@@ -39,6 +39,7 @@ from tests.support.appliance_env import (
     docker_client_or_skip,
     isolated_network,
     make_bundle,
+    tap_device,
     wait_healthy,
 )
 from tests.support.marker import MARKER
@@ -292,16 +293,8 @@ def test_ha_standby_boots_a_vm_after_failover(pair: Pair, tmp_path: Path) -> Non
     assert "bootpack.entry=marker" in boot.log
 
 
-@contextlib.contextmanager
-def tap_on(net: BootNet, tag: str) -> Iterator[str]:
-    tap = f"bptap-a{SLOT}{tag}"
-    subprocess.run(["ip", "link", "del", tap], capture_output=True)
-    subprocess.run(["ip", "tuntap", "add", "dev", tap, "mode", "tap"], check=True)
-    try:
-        subprocess.run(["ip", "link", "set", tap, "master", net.bridge, "up"], check=True)
-        yield tap
-    finally:
-        subprocess.run(["ip", "link", "del", tap], capture_output=True)
+def tap_on(net: BootNet, tag: str) -> contextlib.AbstractContextManager[str]:
+    return tap_device(net, f"bptap-a{SLOT}{tag}")
 
 
 # -- proxy-DHCP fleet: stateless, any number side by side ----------------------------------------

@@ -37,16 +37,15 @@ from tests.support.appliance_env import (
     KNOWN_MAC,
     SLOT,
     BootNet,
-    appliance_image,
-    docker_client_or_skip,
-    isolated_network,
     start_appliance,
+    tap_device,
+    vm_network,
     wait_healthy,
 )
 from tests.support.browser import browser_available, headless_chromium
 from tests.support.marker import MARKER
 from tests.support.netmarker import UP_MARK
-from tests.support.vm import boot_vm, qemu_available
+from tests.support.vm import boot_vm
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-s{SLOT}"
@@ -57,23 +56,14 @@ SCREENSHOT = os.environ.get("BOOTPACK_SCREENSHOT")  # also save the dashboard he
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[BootNet]:
-    if not qemu_available():
-        pytest.fail("qemu-system-x86_64 and ipxe-qemu are needed (scripts/install --test)")
-    client = docker_client_or_skip()
-    appliance_image()
-    with isolated_network(client, IPv4Network(f"10.76.{SLOT}.0/25"), "s") as net:
+    with vm_network(IPv4Network(f"10.76.{SLOT}.0/25"), "s") as net:
         yield net
 
 
 @pytest.fixture(scope="module")
 def tap(net: BootNet) -> Iterator[str]:
-    subprocess.run(["ip", "link", "del", TAP], capture_output=True)
-    subprocess.run(["ip", "tuntap", "add", "dev", TAP, "mode", "tap"], check=True)
-    try:
-        subprocess.run(["ip", "link", "set", TAP, "master", net.bridge, "up"], check=True)
-        yield TAP
-    finally:
-        subprocess.run(["ip", "link", "del", TAP], capture_output=True)
+    with tap_device(net, TAP) as tap:
+        yield tap
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from tests.support.registry_server import (
     Registry,
     copy_bundle,
     cutting_proxy,
+    empty_docker_config,
     free_port,
     registry_available,
     run_registry,
@@ -107,11 +108,7 @@ def repo(registry: Registry, request: pytest.FixtureRequest) -> str:
 @pytest.fixture(autouse=True)
 def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Docker config of the test's own: never the user's logins."""
-    folder = tmp_path / "docker-config"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
-    return folder
+    return empty_docker_config(tmp_path, monkeypatch)
 
 
 def tree(root: Path) -> dict[str, bytes | str]:

@@ -26,7 +26,12 @@ from bootpack.registry.signature import (
 )
 from tests.registry.test_push_pull import write_spec
 from tests.support.marker import write_artifacts
-from tests.support.registry_server import Registry, registry_available, run_registry
+from tests.support.registry_server import (
+    Registry,
+    empty_docker_config,
+    registry_available,
+    run_registry,
+)
 
 pytestmark = pytest.mark.skipif(not registry_available(),
                                 reason="needs /usr/bin/docker-registry (scripts/install --test)")
@@ -77,10 +82,7 @@ def keys(work: Path) -> dict[str, Path]:
 
 @pytest.fixture(autouse=True)
 def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    folder = tmp_path / "docker-config"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    empty_docker_config(tmp_path, monkeypatch)
 
 
 @pytest.fixture

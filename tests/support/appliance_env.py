@@ -32,6 +32,7 @@ from bootpack.bundle.manifest import Bundle, make_manifest
 from bootpack.compiler import build_bundle
 from bootpack.spec import load_spec
 from tests.support.netmarker import nfs_root_tree, write_netmarker
+from tests.support.vm import qemu_available
 
 # BOOTPACK_TEST_IMAGE: another tag, so concurrent sessions on one engine never run each other's.
 IMAGE_TAG = os.environ.get("BOOTPACK_TEST_IMAGE") or "bp-appl-test:latest"
@@ -211,6 +212,32 @@ def isolated_network(client: docker.DockerClient, subnet: IPv4Network, tag: str)
         yield BootNet(network, subnet, bridge)
     finally:
         _remove_network(network)
+
+
+@contextlib.contextmanager
+def vm_network(subnet: IPv4Network, tag: str) -> Iterator[BootNet]:
+    """For tests that boot VMs: QEMU present (or fail), the appliance image built, and an
+    isolated network on subnet."""
+    import pytest
+
+    if not qemu_available():
+        pytest.fail("qemu-system-x86_64 and ipxe-qemu are needed (scripts/install --test)")
+    client = docker_client_or_skip()
+    appliance_image()
+    with isolated_network(client, subnet, tag) as net:
+        yield net
+
+
+@contextlib.contextmanager
+def tap_device(net: BootNet, name: str) -> Iterator[str]:
+    """A tap device on the test network's bridge (removed afterwards)."""
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tap"], check=True)
+    try:
+        subprocess.run(["ip", "link", "set", name, "master", net.bridge, "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
 
 
 def _remove_network(network: Network) -> None:

@@ -25,11 +25,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REGISTRY = Path("/usr/bin/docker-registry")
 
 
 def registry_available() -> bool:
     return REGISTRY.is_file()
+
+
+def empty_docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Docker config of the test's own (DOCKER_CONFIG): never the user's logins."""
+    folder = tmp_path / "docker-config"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(folder))
+    return folder
 
 
 def free_port() -> int:
