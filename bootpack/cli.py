@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ from .errors import BootpackError
 from .progress import NORMAL, QUIET, VERBOSE, Progress
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70
+DEBUG_ENV = "BOOTPACK_DEBUG"
 
 Handler = Callable[[argparse.Namespace, Progress], int]
 
@@ -281,6 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         note = interrupted_note()
         print(f"bootpack: interrupted{'; ' + note if note else ''}", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A bug, not bad input: one line (exit 70, EX_SOFTWARE) unless the traceback is asked for.
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"bootpack: internal error: {type(exc).__name__}: {exc}; this is a bug in bootpack. "
+              f"Run again with {DEBUG_ENV}=1 for the traceback and report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -152,3 +152,20 @@ def test_non_ascii_labels_under_a_narrow_locale(tmp_path: Path, env: dict[str, s
                             capture_output=True, env={**clean, **env})
     assert result.returncode == 2 and b"Traceback" not in result.stderr
     assert b"hosts[0].name: 'n" in result.stderr
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from bootpack import cli
+
+    def broken(args: object, progress: object) -> int:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "_schema", broken)
+    assert cli.main(["schema"]) == 70
+    err = capsys.readouterr().err
+    assert "bootpack: internal error: KeyError: 'boom'" in err and "BOOTPACK_DEBUG=1" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("BOOTPACK_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.main(["schema"])
