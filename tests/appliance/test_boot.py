@@ -119,9 +119,10 @@ def test_uefi_vm_boots_its_entry_through_shim_and_grub(tmp_path: Path, tap: str,
                  firmware="uefi")
     cmdline = next(line for line in boot.log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
     # Secure Boot off: GRUB fetched the kernel from the appliance's nginx, not over TFTP
-    assert cmdline.split()[2:] == [f"BOOT_IMAGE=(http,{appliance})/images/marker/vmlinuz",
-                                   "console=ttyS0", "bootpack.entry=marker",
-                                   "bootpack.host=known"], cmdline
+    words = cmdline.split()[2:]
+    report = f"bootpack.report=http://{appliance}/bootpack/up/marker"  # report_up, on by default
+    assert words == [f"BOOT_IMAGE=(http,{appliance})/images/marker/vmlinuz",
+                     "console=ttyS0", "bootpack.entry=marker", "bootpack.host=known", report], cmdline
 
 
 PROXY_TAP = f"bptap-a{SLOT}x"
