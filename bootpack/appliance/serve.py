@@ -290,7 +290,10 @@ def check_no_other_dhcp(interface: str, timeout: float, own: IPv4Address,
 def serve(options: ServeOptions, out: Output | None = None) -> int:
     out = out or Output()
     started = time.monotonic()
-    opened = Bundle.open(options.bundle.absolute())
+    # The real folder, not the link a build or pull leaves at the output path: NFS-Ganesha does
+    # not follow a symlink in an export path, and the daemons should keep serving this version
+    # even if the link is switched while they run.
+    opened = Bundle.open(options.bundle.resolve())
     bundle, manifest = opened.directory, opened.manifest
     spec = load_bundle_spec(opened)
     interface, iface_address = choose_interface(options)
