@@ -86,7 +86,8 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
 
 def served_hosts(spec: Spec, site: Site) -> list[Host]:
     """Hosts with a fixed address that fits the served subnet."""
-    return [h for h in spec.hosts if h.ip is not None and h.name not in site.dropped_hosts
+    dropped = frozenset(site.dropped_hosts)  # a set: serve may drop many of many hosts
+    return [h for h in spec.hosts if h.ip is not None and h.name not in dropped
             and (site.subnet is None or h.ip in site.subnet)]
 
 

@@ -13,7 +13,7 @@ from ..bundle import layout
 from ..spec.model import Entry, Host, Spec
 from ..spec.site import Site
 from . import quoting
-from .nfs import host_root_path, nfs_root_path, writable_hosts
+from .nfs import has_writable_root, host_root_path, nfs_root_path
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
     image = spec.images[entry.image] if entry.image else None
     words: list[str] = []
     if entry.root == "nfs" and image is not None:
-        writable = host is not None and host in writable_hosts(spec, site)
+        writable = host is not None and has_writable_root(spec, site, host)
         path = host_root_path(site, host) if writable and host else nfs_root_path(spec, site, entry)
         mode = "rw" if writable else "ro"
         if entry_initrd(spec, entry) is None:

@@ -22,9 +22,14 @@ def _refuse(value: str, where: str, why: str) -> BootpackError:
     return BootpackError(f"{value!r} cannot be written into {where}: {why}")
 
 
+# C0 controls, DEL, and the line breaks Python's splitlines also honours; one regex search, since
+# every line of a 1,000-host bundle goes through here.
+_CONTROL = re.compile("[\x00-\x1f\x7f\u0085\u2028\u2029]")
+
+
 def one_line(value: str, where: str) -> str:
     """A value written as (part of) a line: no control characters, so it cannot end the line."""
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F or ch in "\u0085\u2028\u2029" for ch in value):
+    if _CONTROL.search(value):
         raise _refuse(value, where, "it contains a control character (a new line would start a "
                       "new directive)")
     return value
