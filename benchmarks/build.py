@@ -11,6 +11,7 @@ item per host. Artifacts are Debian's kernel and the marker initrd. Prints secon
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 import tempfile
 import time
@@ -28,7 +29,7 @@ from tests.support.marker import write_artifacts
 
 GOAL_HOSTS = 1000
 GOAL_SECONDS = 1.0
-BEFORE = "quadratic: 1,000 hosts render 6.6 s + build 6.8 s; 4,000 hosts take 35 s"
+BEFORE = "quadratic: 1,000 hosts: render 4.8 s, build 5.3 s (issue: 4,000 hosts take 35 s)"
 
 
 def cluster(hosts: int) -> dict[str, object]:
@@ -49,39 +50,45 @@ def cluster(hosts: int) -> dict[str, object]:
     }
 
 
-def measure(root: Path, n: int) -> tuple[float, float, float]:
-    """(validate, render, build) seconds for a cluster of n hosts."""
+def measure(root: Path, n: int) -> tuple[float, float, float, float]:
+    """(validate, render, build) wall seconds for a cluster of n hosts, and the CPU seconds of
+    validate + build (on a loaded machine wall time includes waiting for a CPU)."""
     spec_path = root / f"spec{n}.toml"
     spec_path.write_text(tomli_w.dumps(cluster(n)))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     loaded = load_spec(spec_path)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     render_bundle_configs(loaded.spec, Site.from_spec(loaded.spec))
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     build_bundle(loaded, root / f"out{n}", progress=SILENT)
-    t3 = time.perf_counter()
-    return t1 - t0, t2 - t1, t3 - t2
+    t3, c3 = time.perf_counter(), time.process_time()
+    return t1 - t0, t2 - t1, t3 - t2, (c1 - c0) + (c3 - c2)
 
 
 def main(sizes: list[int]) -> None:
-    rows: dict[int, tuple[float, float, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    rows: dict[int, tuple[float, float, float, float]] = {}
+    # /tmp on this machine's overlay is slow to create files in (1 ms each); $BENCH_SCRATCH.
+    scratch = os.environ.get("BENCH_SCRATCH", "/var/tmp")
+    with tempfile.TemporaryDirectory(prefix="bootpack-bench-build-", dir=scratch) as tmp:
         root = Path(tmp)
         write_artifacts(root / "a")
-        print(f"{'hosts':>6} {'validate s':>11} {'render s':>9} {'build s':>8}")
+        print(f"{'hosts':>6} {'validate s':>11} {'render s':>9} {'build s':>8} {'CPU s':>6}")
         for n in sizes:
             rows[n] = measure(root, n)
-            print(f"{n:>6} {rows[n][0]:>11.3f} {rows[n][1]:>9.3f} {rows[n][2]:>8.3f}")
+            print(f"{n:>6} {rows[n][0]:>11.3f} {rows[n][1]:>9.3f} {rows[n][2]:>8.3f} "
+                  f"{rows[n][3]:>6.2f}")
     if GOAL_HOSTS in rows:
-        validate, render, build = rows[GOAL_HOSTS]
+        validate, render, build, cpu = rows[GOAL_HOSTS]
         others = "; ".join(f"{n} hosts: render {r:.2f} s, build {b:.2f} s"
-                           for n, (_, r, b) in rows.items() if n != GOAL_HOSTS)
+                           for n, (_, r, b, _) in rows.items() if n != GOAL_HOSTS)
+        total = validate + build  # what `bootpack build` does: load and check, render, write
         write("build", [Figure(
             measure="render and build 1,000 hosts with nfs entries and writable roots",
-            value=round(render + build, 3), unit="s", goal=f"<= {GOAL_SECONDS:g} s",
-            before=BEFORE, met=render + build <= GOAL_SECONDS,
-            detail=f"validate {validate:.2f} s, render {render:.2f} s, build {build:.2f} s "
-                   f"(build renders again); {others}")])
+            value=round(total, 3), unit="s", goal=f"<= {GOAL_SECONDS:g} s",
+            before=BEFORE, met=total <= GOAL_SECONDS,
+            detail=f"{cpu:.2f} s CPU; validate {validate:.2f} s + build {build:.2f} s "
+                   f"(render alone {render:.2f} s, included in build); {others}; "
+                   f"load average {os.getloadavg()[0]:.1f}")])
 
 
 if __name__ == "__main__":

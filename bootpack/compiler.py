@@ -11,19 +11,40 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__
 from .bundle import layout
-from .bundle.archive import source_date_epoch, write_archive
-from .bundle.manifest import Bundle, BundleResult, make_manifest
-from .bundle.output import archive_path, check_inputs, check_replaceable, staged_output, watch
-from .bundle.verify import archive_manifest
+from .bundle.archive import Member, source_date_epoch, write_archive
+from .bundle.manifest import FORMAT as MANIFEST_FORMAT
+from .bundle.manifest import (
+    Bundle,
+    BundleManifest,
+    BundleResult,
+    FileEntry,
+    ImageProvenance,
+    LinkEntry,
+    bundle_digest,
+    make_manifest,
+)
+from .bundle.output import (
+    Previous,
+    archive_path,
+    check_inputs,
+    check_replaceable,
+    previous,
+    record_archive,
+    source_memo,
+    staged_output,
+    watch,
+)
 from .errors import BootpackError
 from .external import run
-from .files import walk
+from .files import sha256_bytes, sha256_file
 from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
 from .loaders import find_loader_files
@@ -99,50 +120,93 @@ def spec_json(spec: Spec) -> str:
     return json.dumps(spec.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
 
 
-def write_plan(plan: Plan, root: Path) -> None:
+@dataclass
+class SourceDigests:
+    """sha256 of source files, remembered by (device, inode, size, mtime, ctime) like git's index:
+    a source any write has touched since misses and is hashed again. Lets a rebuild tell that a
+    cached squashfs is the one the previous version holds without reading either."""
+
+    known: dict[str, list[object]] = field(default_factory=dict)
+    used: dict[str, list[object]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path | None) -> SourceDigests:
+        memo = cls()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if path is not None:
+                memo.known = {str(k): list(v) for k, v in json.loads(path.read_text()).items()}
+        return memo
+
+    def digest(self, source: Path) -> tuple[str, int]:
+        st = source.stat()
+        stamp: list[object] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        key = str(source.absolute())
+        row = self.known.get(key)
+        if row is None or row[:5] != stamp or not isinstance(row[5], str):
+            row = [*stamp, sha256_file(source)[0]]
+        self.used[key] = row
+        return str(row[5]), st.st_size
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.used) + "\n")
+        path.chmod(0o644)
+
+
+def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
+               same_trees: AbstractSet[str] = frozenset(),
+               sources: SourceDigests | None = None) -> dict[str, FileEntry]:
+    """Write the plan into root; the manifest rows it already knows (by path).
+
+    With `previous` (the version being replaced), a file whose content it holds unchanged is
+    hard-linked from it instead of copied, and so is a root tree in `same_trees` (its image's
+    cache keys are the previous version's): a rebuild moves no bulk bytes."""
+    sources = sources or SourceDigests()
+    known: dict[str, FileEntry] = {}
     for rel, text in sorted(plan.texts.items()):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
         target.chmod(0o644)
+    old_rows = {r.path: r for r in previous.manifest.files} if previous else {}
     for rel, source in sorted(plan.copies.items()):
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = sources.digest(source)
+        known[rel] = FileEntry(path=rel, sha256=digest, size=size)
+        old = old_rows.get(rel)
+        linked = None
+        if previous is not None and isinstance(old, FileEntry) and old.sha256 == digest:
+            linked = previous.unchanged(rel, size)
+        if linked is not None and stat.S_IMODE(linked.stat().st_mode) == 0o644:
+            os.link(linked, target)
+            continue
         shutil.copyfile(source, target)
         target.chmod(0o644)
     for rel, source in sorted(plan.trees.items()):
-        # cp -a keeps owners, modes and hard links: a root tree needs them (shutil does not).
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        rows = [r for p, r in old_rows.items() if p.startswith(rel + "/")]
+        if previous is not None and rel in same_trees and all(
+                not isinstance(r, FileEntry) or previous.unchanged(r.path, r.size) for r in rows):
+            # Hard links to the previous version's tree: same inodes, owners and modes.
+            run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")
+            known.update({r.path: r for r in rows if isinstance(r, FileEntry)})
+            continue
+        # cp -a keeps owners, modes and hard links: a root tree needs them (shutil does not).
         run(["cp", "-a", "--reflink=auto", source, root / rel], what="copying a root tree")
+    return known
 
 
 def _fix_times(root: Path, mtime: int) -> None:
-    """Same mtime on every path, so tools that compare times see identical trees."""
-    for path in walk(root):
-        os.utime(path, (mtime, mtime), follow_symlinks=False)
+    """Same mtime on every path, so tools that compare times see identical trees. Paths that
+    have it already (linked from the previous version) are left alone: no new ctime."""
+    ns = mtime * 1_000_000_000
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_mtime_ns != ns or st.st_atime_ns != ns:
+                os.utime(path, (mtime, mtime), follow_symlinks=False)
     os.utime(root, (mtime, mtime))
-
-
-def _unchanged(output: Path, staging: Path, mtime: int) -> bool:
-    """The earlier bundle at output has the same manifest and file times as the new one, so its
-    archive has the same bytes (a rebuild with nothing changed skips minutes of gzip on big
-    root trees). The manifest covers every file's digest, the bootpack version and, for built
-    images, the cache keys of their root trees (owners and modes included)."""
-    old = output / layout.MANIFEST
-    try:
-        return old.stat().st_mtime == mtime and old.read_bytes() == (staging / layout.MANIFEST).read_bytes()
-    except OSError:
-        return False
-
-
-def _reusable_archive(previous: Path, staging: Path, progress: Progress) -> bool:
-    """The previous archive, checked: every file in it against its bundle.json, and that
-    bundle.json against the new one (a damaged or replaced archive is written again)."""
-    try:
-        return archive_manifest(previous).dumps() == (staging / layout.MANIFEST).read_text()
-    except BootpackError as exc:
-        progress.warn(f"{exc}; writing the archive again")
-        return False
 
 
 def build_inputs(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> dict[str, Path]:
@@ -159,18 +223,10 @@ def build_inputs(loaded: LoadedSpec, syslinux_dir: Path | None = None) -> dict[s
     return found
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source.resolve(), target)  # same file system, same bytes: nothing to copy
-    except OSError:
-        shutil.copyfile(source, target)
-
-
 def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None = None,
                  progress: Progress | None = None, cache: Cache | None = None) -> BuildResult:
     """Compile a loaded spec into `output` and `output.tar.gz`, atomically."""
     progress = progress or Progress(NORMAL)
-    spec = loaded.spec
     watch(output)
     # Refused before minutes of image building (and again, under the output's lock, before the swap).
     check_inputs(output, build_inputs(loaded, syslinux_dir))
@@ -179,26 +235,98 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
     built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
         plan = plan_bundle(loaded, built, syslinux_dir)
+    try:
+        return _build_staged(loaded, output, plan, built, mtime, progress)
+    except _Unchanged as unchanged:  # the empty staging folder is gone; OUT stays as it is
+        progress.info("Nothing changed: the bundle and its archive are kept as they are")
+        return BuildResult(Bundle(output.absolute(), unchanged.manifest,
+                                  archive_path(output.absolute())))
+
+
+class _Unchanged(Exception):
+    """The bundle the build would write is the one OUT holds: raised to leave it untouched."""
+
+    def __init__(self, manifest: BundleManifest) -> None:
+        super().__init__("unchanged")
+        self.manifest = manifest
+
+
+def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources: SourceDigests,
+             loaded: LoadedSpec, images: Mapping[str, ImageProvenance] | None,
+             ) -> BundleManifest | None:
+    """The previous version's manifest when the plan would write exactly that bundle and every
+    file of it is still vouched for by its seal (nothing copied, hashed or linked to know it)."""
+    spec = loaded.spec
+    rows: dict[str, FileEntry | LinkEntry] = {}
+    for rel, text in plan.texts.items():
+        data = text.encode("utf-8")
+        rows[rel] = FileEntry(path=rel, sha256=sha256_bytes(data), size=len(data))
+    for rel, source in plan.copies.items():
+        digest, size = sources.digest(source)
+        rows[rel] = FileEntry(path=rel, sha256=digest, size=size)
+    old = before.manifest
+    for rel in plan.trees:
+        if rel not in same_trees:
+            return None
+        rows.update({r.path: r for r in old.files if r.path.startswith(rel + "/")})
+    files = tuple(rows[p] for p in sorted(rows))
+    # The digest covers name, version and every row; the rest of bundle.json is compared as is.
+    if (old.format != MANIFEST_FORMAT
+            or bundle_digest(spec.bundle.name, spec.bundle.version, files) != old.digest
+            or (spec.bundle.description, loaded.digest, __version__, images)
+            != (old.description, old.spec_digest, old.bootpack_version, old.images)):
+        return None
+    if not all(isinstance(r, LinkEntry) or before.unchanged(r.path, r.size) for r in files):
+        return None
+    return old
+
+
+def _build_staged(loaded: LoadedSpec, output: Path, plan: Plan, built: Mapping[str, BuiltImage],
+                  mtime: int, progress: Progress) -> BuildResult:
+    spec = loaded.spec
     with staged_output(output, progress) as staging:
+        before = previous(output)
+        if before is not None and before.seal.mtime_ns != mtime * 1_000_000_000:
+            before = None  # other file times: linking would change the previous version's files
+        same_trees = {layout.root_tree_path(n) for n, b in built.items()
+                      if before is not None and before.manifest.images is not None
+                      and before.manifest.images.get(n) == provenance(b)}
+        if before is not None and before.note:
+            progress.warn(before.note)
+        sources = SourceDigests.load(source_memo(before.tree) if before else None)
+        if before is not None and before.archive is not None:
+            same = _same_as(before, plan, same_trees, sources, loaded,
+                            {n: provenance(b) for n, b in sorted(built.items())} if built else None)
+            if same is not None:
+                raise _Unchanged(same)
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
-            write_plan(plan, staging)
+            known = write_plan(plan, staging, before, same_trees, sources)
+        sources.save(source_memo(staging))
         manifest = make_manifest(
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
             images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
+            known=known,
         )
         (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
         _fix_times(staging, mtime)
-        previous = archive_path(output.absolute())
-        reuse = _unchanged(output.absolute(), staging, mtime) and previous.is_file()
-        if reuse:
-            with progress.step(f"Checking the unchanged {previous.name}"):
-                reuse = _reusable_archive(previous, staging, progress)
-        if reuse:
-            _link_or_copy(previous, archive_path(staging))
-        else:
-            with progress.step("Writing the archive"):
-                write_archive(staging, archive_path(staging),
-                              f"{spec.bundle.name}-{spec.bundle.version}", mtime)
+        with progress.step("Writing the archive"):
+            members = _archive(staging, manifest, before, f"{spec.bundle.name}-{spec.bundle.version}",
+                               mtime)
+        record_archive(staging, members)
     return BuildResult(Bundle(output.absolute(), manifest, archive_path(output.absolute())))
+
+
+def _archive(staging: Path, manifest: BundleManifest, before: Previous | None, prefix: str,
+             mtime: int) -> list[Member]:
+    """The bundle's archive, from the previous one's gzip members wherever they still fit."""
+    target = archive_path(staging)
+    digests = {r.path: r.sha256 for r in manifest.files if isinstance(r, FileEntry)}
+    earlier = (before.archive, before.members) if before and before.archive else None
+    members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier)
+    if earlier is not None and [m.key for m in members] == [m.key for m in earlier[1]]:
+        # Nothing changed: the same bytes are already on disk; share them (no 600 MB copy next time).
+        target.unlink()
+        os.link(earlier[0], target)
+    return members

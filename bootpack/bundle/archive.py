@@ -2,19 +2,27 @@
 
 Same tree in, same bytes out, on any machine at any time: entries sorted, one fixed mtime
 (SOURCE_DATE_EPOCH, default 0), owner 0, permission bits normalised, and a gzip header with
-neither time nor file name. Root trees (roots/) are the exception to owner and mode: a booted
+neither time nor file name. The gzip stream is cut into members (one per root tree, one per
+big file, one per run of small files between them), each cached by its content: see
+`write_archive`. Root trees (roots/) are the exception to owner and mode: a booted
 system needs its files' real numeric owners and modes, so those are kept as they are.
 """
 
 from __future__ import annotations
 
-import gzip
+import contextlib
+import hashlib
+import itertools
 import os
 import stat
 import tarfile
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from ..files import walk
+from ..files import CHUNK, sha256_file, walk_rel
 from .layout import ROOTS_DIR, is_user_data
 
 EPOCH_MAX = 2**32 - 1  # the gzip header keeps file times in 32 bits
@@ -73,25 +81,141 @@ def _tarinfo(path: Path, arcname: str, mtime: int, keep_owner: bool = False) -> 
 
 # Level 1: most bytes are already compressed (zstd initrds, squashfs), so higher levels cost
 # twice the time for about 4% less.
-def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None) -> None:
-    """Write root as a deterministic tar.gz at target, entries under `prefix/`."""
+LEVEL = 1
+BIG = 1 << 20  # a regular file this big gets a gzip member of its own (kernels, initrds, images)
+_GZIP = 31  # zlib wbits for a gzip wrapper: no file name, mtime 0, fixed OS byte
+_MEMBER_FORMAT = b"bootpack archive member 1, gzip level 1\n"  # part of every member's key
+
+
+@dataclass(frozen=True)
+class Member:
+    """One gzip member of an archive: what it holds (key: sha256 of its tar headers and file
+    digests) and where its compressed bytes are."""
+
+    key: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    rel: str
+    info: tarfile.TarInfo
+    header: bytes
+
+
+def _group(rel: str, info: tarfile.TarInfo) -> str:
+    """Which member an entry goes in: a root tree is one member, a big file is one member, and
+    the small files between them share one (a changed menu recompresses only those)."""
+    if rel.startswith(f"{ROOTS_DIR}/"):
+        return "/".join(rel.split("/")[:2])
+    if info.isreg() and info.size >= BIG:
+        return f"file:{rel}"
+    return "small"
+
+
+def _entries(root: Path, prefix: str, mtime: int) -> list[_Item]:
+    items = [_Item(root, "", info := _tarinfo(root, prefix, mtime),
+                   info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))]
+    for rel in walk_rel(root):
+        if is_user_data(rel):  # per-host writable roots: never part of a bundle
+            continue
+        path = root / rel
+        info = _tarinfo(path, f"{prefix}/{rel}", mtime, keep_owner=rel.startswith(f"{ROOTS_DIR}/"))
+        items.append(_Item(path, rel, info,
+                           info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")))
+    return items
+
+
+def _key(items: list[_Item], digests: Mapping[str, str]) -> str:
+    h = hashlib.sha256(_MEMBER_FORMAT)
+    for item in items:
+        h.update(item.header)
+        if item.info.isreg():
+            digest = digests.get(item.rel) or sha256_file(item.path)[0]
+            h.update(digest.encode() + b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+def _compress(items: list[_Item], out: BinaryIO) -> int:
+    """Write one gzip member holding these tar entries; its length."""
+    comp = zlib.compressobj(LEVEL, zlib.DEFLATED, _GZIP)
+    written = 0
+    for item in items:
+        written += out.write(comp.compress(item.header))
+        if item.info.isreg():
+            left = item.info.size
+            with item.path.open("rb") as f:
+                while left and (block := f.read(min(left, CHUNK))):
+                    written += out.write(comp.compress(block))
+                    left -= len(block)
+            if left:
+                raise ValueError(f"{item.path}: changed size while being archived")
+            written += out.write(comp.compress(b"\0" * (-item.info.size % tarfile.BLOCKSIZE)))
+    return written + out.write(comp.flush())
+
+
+def _copy_range(source: BinaryIO, out: BinaryIO, offset: int, length: int) -> None:
+    """Copy bytes of an earlier archive in the kernel (no decompressing, no user-space copy)."""
+    out.flush()
+    src, dst, left = source.fileno(), out.fileno(), length
+    try:
+        while left:
+            done = os.copy_file_range(src, dst, left, offset + length - left)
+            if done == 0:
+                raise OSError("short copy")
+            left -= done
+    except OSError:
+        source.seek(offset + length - left)
+        while left:
+            block = source.read(min(left, CHUNK))
+            if not block:
+                raise ValueError("the earlier archive is shorter than its index") from None
+            out.write(block)
+            left -= len(block)
+    out.seek(0, os.SEEK_END)
+
+
+def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None, *,
+                  digests: Mapping[str, str] | None = None,
+                  earlier: tuple[Path, Sequence[Member]] | None = None) -> list[Member]:
+    """Write root as a deterministic tar.gz at target, entries under `prefix/`; its members.
+
+    The archive is a series of gzip members (a valid .tar.gz: gzip, tar and Python read
+    concatenated members as one stream), cut where `_group` says. Each member depends only on
+    its own entries, so a member of an `earlier` archive (path, its members) with the same key
+    is copied as it is instead of compressed again: a changed menu title does not recompress a
+    1 GB root tree. `digests` (path -> sha256, from the manifest) spares hashing for the keys."""
     mtime = source_date_epoch() if mtime is None else mtime
+    digests = digests or {}
     root = Path(os.path.realpath(root))  # DIR is a link to its current version (see output.py)
-    with target.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                                                  mtime=0, compresslevel=1) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        tar.addfile(_tarinfo(root, prefix, mtime))
-        for path in walk(root):
-            rel = path.relative_to(root).as_posix()
-            if is_user_data(rel):  # per-host writable roots: never part of a bundle
-                continue
-            keep = rel.startswith(f"{ROOTS_DIR}/")
-            info = _tarinfo(path, f"{prefix}/{rel}", mtime, keep_owner=keep)
-            if info.isreg():
-                with path.open("rb") as f:
-                    tar.addfile(info, f)
+    items = _entries(root, prefix, mtime)
+    runs = [list(run) for _, run in itertools.groupby(items, key=lambda i: _group(i.rel, i.info))]
+    reusable = {m.key: m for m in earlier[1]} if earlier else {}
+    members: list[Member] = []
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(target.open("wb"))
+        source = stack.enter_context(earlier[0].open("rb")) if earlier and reusable else None
+        offset = 0
+        for run in runs:
+            key = _key(run, digests)
+            old = reusable.get(key)
+            if old is not None and source is not None:
+                _copy_range(source, out, old.offset, old.length)
+                length = old.length
             else:
-                tar.addfile(info)
+                length = _compress(run, out)
+            members.append(Member(key, offset, length))
+            offset += length
+        # The end of a tar archive: two zero blocks, then zeros up to a whole record (as tarfile).
+        size = sum(len(i.header) + i.info.size + (-i.info.size % tarfile.BLOCKSIZE) for i in items
+                   if i.info.isreg()) + sum(len(i.header) for i in items if not i.info.isreg())
+        end = 2 * tarfile.BLOCKSIZE
+        end += -(size + end) % tarfile.RECORDSIZE
+        comp = zlib.compressobj(LEVEL, zlib.DEFLATED, _GZIP)
+        out.write(comp.compress(b"\0" * end) + comp.flush())
+    return members
 
 
 def extract_archive(archive: Path, target: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import BootpackError
-from ..files import sha256_bytes, sha256_file, walk
+from ..files import sha256_bytes, sha256_file, walk_rel
 from . import layout
 
 FORMAT = 1
@@ -98,34 +99,47 @@ class BundleManifest(BaseModel):
             raise BootpackError(f"{where}: unreadable manifest: {exc}") from None
 
 
-def list_files(root: Path) -> list[Entry]:
+def list_files(root: Path, known: Mapping[str, FileEntry] | None = None) -> list[Entry]:
     """Manifest rows for every regular file and symlink (bundle.json itself and the per-host
-    writable roots under hosts/, which are user data, excluded)."""
+    writable roots under hosts/, which are user data, excluded). `known`: rows the caller
+    vouches for (a file it just copied from a source of known digest, or hard-linked from a
+    sealed earlier version), used when the size agrees instead of hashing the file again."""
+    known = known or {}
     rows: list[Entry] = []
-    for path in walk(root):
-        rel = path.relative_to(root).as_posix()
+    base = os.fspath(root)
+    for rel in walk_rel(root):
         if rel == layout.MANIFEST or layout.is_user_data(rel):
             continue
-        if path.is_symlink():
+        path = os.path.join(base, rel)
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
             rows.append(LinkEntry(path=rel, link=os.readlink(path)))
-        elif path.is_file():
-            digest, size = sha256_file(path)
+        elif stat.S_ISREG(st.st_mode):
+            row = known.get(rel)
+            if row is not None and st.st_size == row.size:
+                rows.append(row)
+                continue
+            digest, size = sha256_file(Path(path))
             rows.append(FileEntry(path=rel, sha256=digest, size=size))
     return rows
 
 
 def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry]) -> str:
     """One digest for the whole bundle: its identity and the digest of every file."""
+    # The rows as model_dump() gives them, built directly: 15,000 model_dump calls cost a second.
     canonical = json.dumps({"name": name, "version": version,
-                            "files": [row.model_dump() for row in files]},
+                            "files": [{"path": r.path, "sha256": r.sha256, "size": r.size}
+                                      if isinstance(r, FileEntry) else {"path": r.path, "link": r.link}
+                                      for r in files]},
                            sort_keys=True, separators=(",", ":"))
     return sha256_bytes(canonical.encode())
 
 
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
                   bootpack_version: str,
-                  images: Mapping[str, ImageProvenance] | None = None) -> BundleManifest:
-    files = tuple(list_files(root))
+                  images: Mapping[str, ImageProvenance] | None = None,
+                  known: Mapping[str, FileEntry] | None = None) -> BundleManifest:
+    files = tuple(list_files(root, known))
     return BundleManifest.model_validate({
         "format": FORMAT, "name": name, "version": version, "description": description,
         "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,

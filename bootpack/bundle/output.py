@@ -11,6 +11,8 @@ and two symbolic links that never change make the documented paths work:
         v-XXXX/OUT/        the bundle directory
         v-XXXX/OUT.tar.gz  its archive
         v-XXXX/seal.json   when the version was finished (see `_Seal`)
+        v-XXXX/archive.json the archive's gzip members and its stamp (see `record_archive`)
+        v-XXXX/sources.json digests of the build's source files by stat (compiler.SourceDigests)
         hosts/             per-host writable roots found in a bundle; OUT/hosts links here
 
 A build or pull stages a complete new version (tree, bundle.json and archive) as v-YYYY, then
@@ -40,19 +42,26 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BootpackError
 from ..progress import Progress
 from . import layout
+from .archive import Member
 from .layout import archive_path
 
-__all__ = ["archive_path", "check_inputs", "check_replaceable", "fix_modes", "interrupted_note",
-           "staged_output", "store_dir"]
+if TYPE_CHECKING:
+    from .manifest import BundleManifest
+
+__all__ = ["Previous", "archive_path", "check_inputs", "check_replaceable", "fix_modes",
+           "interrupted_note", "previous", "record_archive", "source_memo", "staged_output", "store_dir"]
 
 STORE_SUFFIX = ".bootpack"
 CURRENT = "current"
 LOCK = "lock"
 SEAL = "seal.json"
+ARCHIVE_INDEX = "archive.json"
+SOURCES = "sources.json"  # the archive's gzip members, for the next build to reuse
 VERSION_PREFIX = "v-"
 PAUSE_ENV = "BOOTPACK_TEST_PAUSE"  # tests only: stop at a named point (see _pause)
 SHOWN = 5  # problems named in a refusal
@@ -191,6 +200,90 @@ def _wait_past(ns: int) -> None:
         if time.monotonic() > deadline:
             break
         time.sleep(0.001)
+
+
+# --- What the previous version offers a rebuild ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Previous:
+    """The current version of OUT, as a build about to replace it sees it (under the lock): files
+    its seal vouches for may be hard-linked into the new version instead of copied and hashed,
+    and gzip members of its archive copied instead of compressed again."""
+
+    tree: Path
+    manifest: BundleManifest
+    seal: _Seal
+    archive: Path | None  # None: no archive, or one whose stamp does not vouch for it
+    members: tuple[Member, ...]
+    note: str = ""  # why an archive that is there is not reused
+
+    def unchanged(self, rel: str, size: int) -> Path | None:
+        """The previous version's file at `rel` when it is still what its manifest lists (a
+        regular file of that size, untouched since the seal), else None."""
+        path = self.tree / rel
+        try:
+            st = path.lstat()
+        except OSError:
+            return None
+        ok = stat.S_ISREG(st.st_mode) and st.st_size == size and self.seal.vouches(st)
+        return path if ok else None
+
+
+def previous(output: Path) -> Previous | None:
+    """The current version of OUT with a readable manifest and a seal, or None. Call it while
+    holding the output's lock (inside `staged_output`)."""
+    from .manifest import BundleManifest
+
+    output = output.absolute()
+    version = _version_of(store_dir(output))
+    if version is None:
+        return None
+    seal = _Seal.read(version)
+    tree = version / output.name
+    try:
+        manifest = BundleManifest.loads((tree / layout.MANIFEST).read_bytes(), str(tree))
+    except (OSError, BootpackError):
+        return None
+    if seal is None:
+        return None
+    archive: Path | None = archive_path(tree)
+    members: tuple[Member, ...] = ()
+    note = ""
+    try:
+        index = json.loads((version / ARCHIVE_INDEX).read_text())
+        st = archive.lstat() if archive else None
+        if st is None or not (stat.S_ISREG(st.st_mode) and st.st_size == index["size"]
+                              and st.st_mtime_ns == index["mtime_ns"]
+                              and st.st_ctime_ns <= index["ctime_ns"]):
+            note = (f"{archive_path(output)} was changed after bootpack wrote it; writing the "
+                    "archive again in full")
+            raise ValueError(note)
+        members = tuple(Member(str(m["key"]), int(m["offset"]), int(m["length"]))
+                        for m in index["members"])
+    except (OSError, ValueError, KeyError, TypeError):
+        archive = None
+    return Previous(tree, manifest, seal, archive, members, note)
+
+
+def source_memo(staging: Path) -> Path:
+    """Where a version remembers its build's source file digests (compiler.SourceDigests)."""
+    return staging.parent / SOURCES
+
+
+def record_archive(staging: Path, members: list[Member] | tuple[Member, ...]) -> None:
+    """Write the index of the staged archive next to it, stamped like the seal (size, mtime,
+    ctime): the next build trusts the members only while nothing has written the archive."""
+    archive = archive_path(staging)
+    if stat.S_IMODE(archive.stat().st_mode) != 0o644:
+        archive.chmod(0o644)  # before the stamp: _commit then leaves it alone
+    st = archive.stat()
+    _wait_past(st.st_ctime_ns)  # a write right after this cannot share the stamp's ctime
+    target = staging.parent / ARCHIVE_INDEX
+    target.write_text(json.dumps({
+        "size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
+        "members": [{"key": m.key, "offset": m.offset, "length": m.length} for m in members],
+    }) + "\n")
+    target.chmod(0o644)
 
 
 # --- What is at OUT now, and may it be replaced ----------------------------------------------------
@@ -498,10 +591,15 @@ def fix_modes(root: Path) -> None:
         for name in dirnames + filenames:
             path = base / name
             st = path.lstat()
+            # Only when different: files linked from the previous version keep their ctime.
             if stat.S_ISDIR(st.st_mode):
-                path.chmod(0o755)
+                want = 0o755
             elif stat.S_ISREG(st.st_mode):
-                path.chmod(0o755 if st.st_mode & 0o111 else 0o644)
+                want = 0o755 if st.st_mode & 0o111 else 0o644
+            else:
+                continue
+            if stat.S_IMODE(st.st_mode) != want:
+                path.chmod(want)
 
 
 @contextlib.contextmanager
@@ -543,7 +641,7 @@ def _commit(output: Path, store: Path, version: Path, progress: Progress | None)
     staging = version / output.name
     fix_modes(staging)
     staged_archive = archive_path(staging)
-    if staged_archive.exists():
+    if staged_archive.exists() and stat.S_IMODE(staged_archive.stat().st_mode) != 0o644:
         staged_archive.chmod(0o644)
     old = _version_of(store)
     with _signals_blocked():
@@ -565,3 +663,22 @@ def _commit(output: Path, store: Path, version: Path, progress: Progress | None)
     _pause("after-swap")
     if old is not None and old != version:
         shutil.rmtree(old, ignore_errors=True)
+        _reseal(version, staging)
+
+
+def _reseal(version: Path, staging: Path) -> None:
+    """Seal again after removing the old version: files a rebuild hard-linked from it got a new
+    ctime when their old names went (unlink counts as a change), which would leave them
+    unvouched and make the next build hash them all. A content write in these seconds still
+    shows (its mtime is not SOURCE_DATE_EPOCH); only one that also forges the mtime back slips."""
+    seal = _Seal.make(staging)
+    seal.write(version)
+    index = version / ARCHIVE_INDEX
+    archive = archive_path(staging)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        data = json.loads(index.read_text())
+        st = archive.lstat()
+        if st.st_size == data["size"] and st.st_mtime_ns == data["mtime_ns"]:
+            data["ctime_ns"] = st.st_ctime_ns
+            index.write_text(json.dumps(data) + "\n")
+    _wait_past(max(seal.ctime_ns, archive.lstat().st_ctime_ns if archive.exists() else 0))

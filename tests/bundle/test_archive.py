@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -69,3 +70,52 @@ def test_without_extraction_filters_the_same_is_refused(tmp_path: Path, python_w
     with pytest.raises(ValueError, match=r"outside|absolute"):
         extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
     assert not (tmp_path / "evil").exists() and not (tmp_path / "out").exists()
+
+
+def _tree(root: Path) -> Path:
+    (root / "roots/img/etc").mkdir(parents=True)
+    (root / "roots/img/etc/os-release").write_text("ID=test\n" * 50)
+    (root / "roots/img/sh").symlink_to("etc/os-release")
+    (root / "tftpboot/images").mkdir(parents=True)
+    (root / "tftpboot/images/vmlinuz").write_bytes(bytes(range(256)) * 8192)  # 2 MiB: own member
+    (root / "tftpboot/menu.cfg").write_text("MENU TITLE one\n")
+    (root / "bundle.json").write_text("{}\n")
+    return root
+
+
+def test_archive_is_one_gzip_member_per_tree_big_file_and_run_of_small_files(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree")
+    members = write_archive(tree, tmp_path / "a.tar.gz", "x", mtime=0)
+    raw = (tmp_path / "a.tar.gz").read_bytes()
+    # small (top, bundle.json, roots), the root tree, small (tftpboot, images), the kernel,
+    # small (menu.cfg), then the tar end blocks in a member of their own
+    assert len(members) == 5
+    assert [raw[m.offset:m.offset + 2] for m in members] == [b"\x1f\x8b"] * 5
+    assert sum(m.length for m in members) < len(raw)  # + the end member
+    with tarfile.open(tmp_path / "a.tar.gz", "r:gz") as tar:  # one stream to a reader
+        assert "x/tftpboot/images/vmlinuz" in tar.getnames()
+
+
+def test_a_menu_change_reuses_every_other_member_and_gives_the_fresh_bytes(tmp_path: Path) -> None:
+    tree = _tree(tmp_path / "tree")
+    first = write_archive(tree, tmp_path / "a.tar.gz", "x", mtime=0)
+    (tree / "tftpboot/menu.cfg").write_text("MENU TITLE two\n")
+    (tmp_path / "src").mkdir()
+    # Unchanged members are copied from the earlier archive, never recompressed: the kernel is
+    # replaced by a file of the same size after its digest was taken, and its old bytes are
+    # what the new archive holds (the digest, as the manifest gives it, is the member's key).
+    kernel = tree / "tftpboot/images/vmlinuz"
+    digests = {"tftpboot/images/vmlinuz": "sha256:" + hashlib.sha256(kernel.read_bytes()).hexdigest()}
+    original = kernel.read_bytes()
+    kernel.write_bytes(b"\0" * len(original))
+    again = write_archive(tree, tmp_path / "b.tar.gz", "x", mtime=0, digests=digests,
+                          earlier=(tmp_path / "a.tar.gz", first))
+    with tarfile.open(tmp_path / "b.tar.gz", "r:gz") as tar:
+        member = tar.extractfile("x/tftpboot/images/vmlinuz")
+        assert member is not None and member.read() == original
+    kernel.write_bytes(original)
+    fresh = write_archive(tree, tmp_path / "c.tar.gz", "x", mtime=0)
+    assert (tmp_path / "b.tar.gz").read_bytes() == (tmp_path / "c.tar.gz").read_bytes()
+    assert [m.key for m in again] == [m.key for m in fresh]
+    changed = [i for i, (a, b) in enumerate(zip(first, again, strict=True)) if a.key != b.key]
+    assert changed == [4]  # the run holding menu.cfg only

@@ -136,3 +136,31 @@ def test_syslinux_dir_override(tmp_path: Path) -> None:
 def test_bundle_is_readable_by_daemons(tmp_path: Path) -> None:
     assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out") == 0
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    st = path.resolve().stat()
+    return st.st_dev, st.st_ino
+
+
+def test_unchanged_rebuild_keeps_the_version_and_a_menu_change_moves_no_bulk_bytes(
+        tmp_path: Path) -> None:
+    spec = write_spec(tmp_path / "in", LAB)
+    out = tmp_path / "out"
+    assert build(spec, out) == 0
+    version = os.readlink(tmp_path / ".out.bootpack/current")
+    kernel = next((out / "tftpboot").rglob("vmlinuz"))
+    kernel_inode, archive_inode = _inode(kernel), _inode(tmp_path / "out.tar.gz")
+    assert build(spec, out) == 0  # nothing changed: nothing written, the same version
+    assert os.readlink(tmp_path / ".out.bootpack/current") == version
+    assert _inode(tmp_path / "out.tar.gz") == archive_inode
+    write_spec(tmp_path / "in", LAB.replace('title = "Lab"', 'title = "Lab, renamed"'))
+    assert build(spec, out) == 0
+    assert os.readlink(tmp_path / ".out.bootpack/current") != version
+    assert "Lab, renamed" in (out / "tftpboot/pxelinux.cfg/default").read_text()
+    assert _inode(kernel) == kernel_inode  # linked from the previous version, not copied
+    # The incrementally written archive is the one a fresh build writes, and it is whole.
+    assert build(spec, tmp_path / "fresh") == 0
+    assert (tmp_path / "out.tar.gz").read_bytes() == (tmp_path / "fresh.tar.gz").read_bytes()
+    assert verify(Bundle.open(out)) == []
+    assert leftovers(tmp_path) == []
