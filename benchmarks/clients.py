@@ -40,7 +40,8 @@ FILES = ("images/marker/vmlinuz", "images/marker/initrd.img")
 CLIENT = r"""
 server=$1; n=$2; tftp_on=$3; nbp_size=$4; shift 4
 one() {
-  ok=1; bytes=0; dir=/tmp/c$1; mkdir -p $dir
+  n=$1; shift  # the rest: the HTTP paths
+  ok=1; bytes=0; dir=/tmp/c$n; mkdir -p $dir
   if [ "$tftp_on" = 1 ]; then
     tftp -m binary "$server" -c get pxelinux.0 $dir/nbp || ok=0
     size=$(stat -c %s $dir/nbp 2>/dev/null || echo 0)
@@ -48,7 +49,7 @@ one() {
     bytes=$((bytes + size))
   fi
   for f in "$@"; do
-    got=$(curl -fsS --max-time 120 -o /dev/null -w '%{size_download}' "http://$server/$f") || ok=0
+    got=$(curl -fsS --max-time 300 -o /dev/null -w '%{size_download}' "http://$server/$f") || ok=0
     bytes=$((bytes + ${got:-0}))
   done
   echo "RESULT $ok $bytes"
