@@ -2,8 +2,9 @@
 
 Every goal of issue 12 has a row, in the issue's order, with the issue's "today" figure next to
 the latest measured one. A result figure fills a goal's row when its `measure` starts with the
-goal's key (case-insensitive), e.g. a boot benchmark's Figure(measure="live entry: ...") fills
-the live-entry row; a goal no result speaks to says "not measured yet".
+goal's key (case-insensitive; failing that, names it anywhere), e.g. a boot benchmark's
+Figure(measure="live entry: ...") fills the live-entry row; a goal no result speaks to says
+"not measured yet".
 """
 
 from __future__ import annotations
@@ -48,8 +49,11 @@ def figures(results: Sequence[Doc]) -> list[Hit]:
 
 def find(goal: Goal, results: Sequence[Doc]) -> Hit | None:
     """The newest figure for a goal (by the document's `taken`), or None."""
+    key = goal.key.lower()
     found = [(d, f) for d, f in figures(results)
-             if str(f.get("measure", "")).lower().startswith(goal.key.lower())]
+             if str(f.get("measure", "")).lower().startswith(key)]
+    # A figure that names the goal later in its measure ("boot time, live entry: ...") counts too.
+    found = found or [(d, f) for d, f in figures(results) if key in str(f.get("measure", "")).lower()]
     return max(found, key=lambda df: str(df[0].get("taken", ""))) if found else None
 
 

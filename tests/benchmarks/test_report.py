@@ -68,3 +68,10 @@ def test_plot_draws_one_bar_per_measured_goal(results: Path, tmp_path: Path) -> 
     png = tmp_path / "docs" / "benchmarks.png"
     assert table.plot(report.read_all(), png) == 2
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_goal_named_later_in_a_measure_is_found(results: Path) -> None:
+    report.write("boot", [Figure("boot time, ramdisk entry: bootpack / seed-style", 0.55, "x",
+                                 goal="<= 0.6x", met=True)])
+    assert "| boot time, ramdisk entry: bootpack / seed-style | ~1.0x | <= 0.6x | 0.55 x | yes |" \
+        in table.render_table(report.read_all())
