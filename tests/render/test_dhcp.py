@@ -39,7 +39,7 @@ def test_isc_has_pxe_boot_data_and_a_fixed_address_per_host() -> None:
 def test_isc_chooses_the_loader_by_option_93() -> None:
     text = render_isc(*lab())
     assert "option bootpack-arch code 93 = unsigned integer 16;" in text
-    assert ("  if option bootpack-arch = 00:07 or option bootpack-arch = 00:09 {\n"
+    assert ("  if (option bootpack-arch = 00:07 or option bootpack-arch = 00:09) {\n"
             '    filename "bootx64.efi";\n'
             "  } elsif option bootpack-arch = 00:10 {\n"
             '    option vendor-class-identifier "HTTPClient";\n'
@@ -57,7 +57,7 @@ def test_isc_chooses_the_loader_by_option_93() -> None:
 def test_a_forced_host_gets_its_chain_whatever_its_architecture() -> None:
     text = render_isc(*lab(force="bios"))
     assert ('  if hardware = 01:52:54:00:00:00:02 {\n    filename "pxelinux.0";\n'
-            "  } elsif option bootpack-arch = 00:07") in text
+            "  } elsif (option bootpack-arch = 00:07") in text
     dnsmasq = render_dnsmasq(*lab(force="uefi"))
     assert "dhcp-mac=set:bp-force-uefi,52:54:00:00:00:02\n" in dnsmasq
     assert "tag-if=set:bp-uefi,tag:bp-force-uefi\n" in dnsmasq
@@ -115,7 +115,8 @@ def _needs(program: str) -> None:
         pytest.fail(f"{program} not installed: run scripts/install --test")
 
 
-CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",)]
+CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",), ("ipxe", "bios", "uefi"), ("ipxe",),
+              ("uefi", "ipxe")]
 
 
 @pytest.mark.parametrize("chains", CHAIN_SETS)

@@ -71,6 +71,9 @@ range = ["{a}.100", "{a}.120"]
 router = "{a}.1"
 lease_time = 600
 
+[loaders]
+chains = ["bios", "uefi", "ipxe"]
+
 [menu]
 title = "appliance test"
 timeout = 1
