@@ -265,11 +265,11 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
     default = uefi_chain(spec, site)
     for chain in ("uefi", "ipxe"):
         if chain in chains:
-            test = arch if chain == default else "false"
-            if macs := forced(spec, chain):
-                test = f"{test} or {_kea_macs(macs)}"
-            if test != "false":
-                add(f"bootpack-{chain}", test, tftp(chain))
+            # Kea's expressions have no boolean literals: a chain nobody gets has no class.
+            tests = ([arch] if chain == default else []) + \
+                ([_kea_macs(macs)] if (macs := forced(spec, chain)) else [])
+            if tests:
+                add(f"bootpack-{chain}", " or ".join(tests), tftp(chain))
     http = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x}"
     if not_forced:
         http += f" and not ({_kea_macs(not_forced)})"
