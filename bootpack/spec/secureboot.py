@@ -69,7 +69,9 @@ def proxy_mode_warnings(spec: Spec, mode: DhcpMode) -> list[str]:
         return [f"proxy mode: x86-64 UEFI clients get iPXE (not signed), so machines with Secure "
                 f"Boot on cannot boot{' entries ' + ', '.join(secure) if secure else ''} here "
                 "(the firmware refuses iPXE); boot them with the appliance as the DHCP server "
-                "(dhcp.mode = 'server'), or turn Secure Boot off (see README: UEFI and Secure Boot)"]
+                "(dhcp.mode = 'server'), give them hosts[].chain = 'uefi' and point the LAN "
+                "server's next-server here, or turn Secure Boot off (see README: UEFI and Secure "
+                "Boot)"]
     return ["proxy mode: x86-64 UEFI clients get shim and GRUB, but Debian's GRUB then looks for "
             "grub.cfg on the LAN DHCP server's next-server, not on this server, and stops; add "
             "'ipxe' to loaders.chains (Secure Boot off), point the LAN server's next-server here, "

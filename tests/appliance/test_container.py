@@ -235,7 +235,7 @@ def test_dhcp_offer_for_uefi_http_boot_is_a_url(client: docker.DockerClient, net
                                                 address: str) -> None:
     offers = dhcp_offers(client, net, "52:54:00:a7:0f:30", pxe=True, arch=16)
     assert len(offers) == 1, offers
-    assert offers[0]["file"] == f"http://{address}/bootx64.efi"
+    assert offers[0]["file"] == f"http://{address}/snponly.efi"  # the bundle carries ipxe
     assert offers[0]["vendor_class"] == "HTTPClient"  # firmware ignores an HTTP offer without it
 
 
@@ -244,6 +244,10 @@ def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> N
     assert shim[:2] == b"MZ" and len(shim) > 500_000
     grub = urllib.request.urlopen(f"http://{address}/grub/grub.cfg", timeout=10).read().decode()
     assert f"configfile '/grub/hosts/{KNOWN_MAC}.cfg'" in grub
+    ipxe = urllib.request.urlopen(f"http://{address}/snponly.efi", timeout=10).read()
+    assert ipxe[:2] == b"MZ" and len(ipxe) > 100_000
+    script = urllib.request.urlopen(f"http://{address}/ipxe/boot.ipxe", timeout=10).read().decode()
+    assert script.startswith("#!ipxe\n") and f"chain http://{address}/ipxe/default.ipxe" in script
 
 
 def test_dhcp_known_mac_gets_its_fixed_address(client: docker.DockerClient, net: BootNet,
