@@ -239,6 +239,18 @@ def test_dhcp_offer_for_uefi_http_boot_is_a_url(client: docker.DockerClient, net
     assert offers[0]["vendor_class"] == "HTTPClient"  # firmware ignores an HTTP offer without it
 
 
+@pytest.mark.parametrize(("arch", "expected"), [(7, "ipxe/boot.ipxe"), (0, "pxelinux.0")])
+def test_ipxe_asking_again_gets_its_script_not_itself(client: docker.DockerClient, net: BootNet,
+                                                      address: str, arch: int, expected: str) -> None:
+    """Trap T3, against the real dhcpd: a UEFI client with user class iPXE gets the script URL
+    (handed snponly.efi again, Debian's iPXE would loop); a BIOS iPXE ROM still gets pxelinux."""
+    offers = dhcp_offers(client, net, f"52:54:00:a7:0f:{arch + 64:02x}", pxe=True, arch=arch,
+                         user_class="iPXE")
+    assert len(offers) == 1, offers
+    wanted = f"http://{address}/{expected}" if arch else expected
+    assert offers[0]["file"] == wanted, offers
+
+
 def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> None:
     shim = urllib.request.urlopen(f"http://{address}/bootx64.efi", timeout=10).read()
     assert shim[:2] == b"MZ" and len(shim) > 500_000
@@ -364,6 +376,10 @@ def test_proxy_mode_offers_boot_data_and_no_address(client: docker.DockerClient,
         # bundle carries ipxe, which (unlike Debian's GRUB) can boot behind a proxy DHCP
         assert all(o["file"] == "snponly.efi" and o["siaddr"] == address for o in uefi), uefi
         print(f"\nproxy offers, BIOS: {offers}\nUEFI: {uefi}")
+        # iPXE asking again through the proxy gets its script's URL, not snponly.efi (trap T3)
+        ipxe = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:11", pxe=True, arch=7,
+                           user_class="iPXE")
+        assert ipxe and all(o["file"] == f"http://{address}/ipxe/boot.ipxe" for o in ipxe), ipxe
         assert not dhcp_offers(client, proxy_net, "52:54:00:a7:0e:0f", pxe=False, timeout=3)
         assert "dnsmasq" in container.logs().decode()
     finally:
