@@ -90,8 +90,8 @@ def file_kind(path: str) -> FileKind:
     """What a requested path is, from the bundle layout (no leading slash, no query)."""
     path = path.lstrip("/")
     name = path.rsplit("/", 1)[-1]
-    if path.startswith(f"{layout.PXE_CONFIG_DIR}/") or name.endswith(".cfg"):
-        return "config"
+    if path.startswith((f"{layout.PXE_CONFIG_DIR}/", f"{layout.IPXE_DIR}/")) or name.endswith(".cfg"):
+        return "config"  # pxelinux.cfg/*, grub/*.cfg, ipxe/*.ipxe
     if path.startswith("images/"):
         if name == "vmlinuz":
             return "kernel"
@@ -111,11 +111,15 @@ def image_of(path: str) -> str | None:
 
 
 def config_mac(path: str) -> str | None:
-    """The MAC of a per-host pxelinux file (`pxelinux.cfg/01-aa-bb-...`), else None."""
+    """The MAC of a per-host pxelinux file (`pxelinux.cfg/01-aa-bb-...`) or iPXE script
+    (`ipxe/hosts/aa-bb-....ipxe`), else None."""
     name = path.lstrip("/")
     prefix = f"{layout.PXE_CONFIG_DIR}/01-"
     if name.startswith(prefix) and len(name) == len(prefix) + 17:
         return name[len(prefix):].replace("-", ":").lower()
+    prefix, suffix = f"{layout.IPXE_DIR}/hosts/", ".ipxe"
+    if name.startswith(prefix) and name.endswith(suffix) and len(name) == len(prefix) + 17 + 5:
+        return name[len(prefix):-len(suffix)].replace("-", ":").lower()
     return None
 
 

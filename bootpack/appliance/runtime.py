@@ -23,13 +23,14 @@ from ..render.dhcp import kea_config, render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
+from ..spec.secureboot import proxy_mode_warnings
 from ..spec.site import Site
 from .bootlog import ACCESS_FORMAT
 
 RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered loader configs + links to the bundle
 # Folders of loader configs in the TFTP root: rendered for the runtime site, never taken from
 # the bundle (they carry the server address in command lines and URLs).
-RUNTIME_CONFIG_DIRS = (layout.PXE_CONFIG_DIR, layout.GRUB_DIR)
+RUNTIME_CONFIG_DIRS = (layout.PXE_CONFIG_DIR, layout.GRUB_DIR, layout.IPXE_DIR)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
                 warnings.append(f"host {host.name}: fixed address {host.ip} is outside {subnet}; "
                                 "dropped from DHCP (its pxelinux config is still served)")
         site = replace(site, dropped_hosts=dropped)
+    warnings += proxy_mode_warnings(spec, mode)
     problems = run_checks(spec, site)
     if problems:
         raise BootpackError("cannot serve this bundle on this network:\n" +

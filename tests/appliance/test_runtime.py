@@ -286,3 +286,24 @@ def test_nginx_logs_for_the_timeline_and_proxies_the_status_site(tmp_path: Path)
         result = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def test_ipxe_scripts_follow_the_runtime_address_and_proxy_mode_warns() -> None:
+    """iPXE scripts carry the server's URL: serve renders them for its own address, nginx serves
+    them from the runtime dir, and proxy mode hands UEFI clients iPXE, with a warning for Secure
+    Boot machines."""
+    spec = make_spec(loaders={"chains": ["bios", "uefi", "ipxe"]})
+    rs = runtime_site(spec, root="/srv/bootpack", address=IPv4Interface("10.2.0.3/24"), mode="proxy")
+    rt = render_runtime(spec, rs.site, PATHS, "eth0")
+    assert "chain http://10.2.0.3/ipxe/default.ipxe" in rt.files["tftpboot/ipxe/boot.ipxe"]
+    assert "root=nfs4:10.2.0.3:" in rt.files["tftpboot/ipxe/hosts/52-54-00-00-00-01.ipxe"]
+    assert "location /ipxe/ {\n            root /run/bootpack/tftpboot;" in rt.files["nginx.conf"]
+    conf = rt.files["dnsmasq.conf"]
+    assert "dhcp-boot=tag:bp-ipxe,snponly.efi,,10.2.0.3\n" in conf
+    assert "dhcp-boot=tag:bp-ipxe-script,http://10.2.0.3/ipxe/boot.ipxe\n" in conf
+    assert any("Secure Boot on cannot boot" in w for w in rs.warnings), rs.warnings
+    # without ipxe, the warning says GRUB stops behind a proxy and what to do
+    plain = runtime_site(make_spec(), root="/b", address=IPv4Interface("10.2.0.3/24"), mode="proxy")
+    assert any("add 'ipxe' to loaders.chains" in w for w in plain.warnings), plain.warnings
+    server = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"))
+    assert not any("proxy" in w for w in server.warnings)

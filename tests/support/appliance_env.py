@@ -77,6 +77,9 @@ range = ["{a}.100", "{a}.120"]
 router = "{a}.1"
 lease_time = 600
 
+[loaders]
+chains = ["bios", "uefi", "ipxe"]
+
 [menu]
 title = "appliance test"
 timeout = 1
@@ -287,10 +290,12 @@ def wait_healthy(container: Container, timeout: float = 90) -> float:
 
 
 def dhcp_offers(client: docker.DockerClient, net: BootNet, mac: str, pxe: bool = False,
-                timeout: float = 4.0, arch: int = 0) -> list[dict[str, object]]:
+                timeout: float = 4.0, arch: int = 0,
+                user_class: str | None = None) -> list[dict[str, object]]:
     """Run the DHCP probe as a client in a throw-away container on the test network."""
     args = ["/opt/bootpack/bin/python", "-m", "bootpack.appliance.dhcp_probe", "--interface", "eth0",
             "--mac", mac, "--timeout", str(timeout)] + (["--pxe", "--arch", str(arch)] if pxe else [])
+    args += ["--user-class", user_class] if user_class else []
     try:
         output = client.containers.run(IMAGE_TAG, entrypoint=args, network=net.network.name,
                                        cap_add=["NET_RAW"], remove=True, stdout=True, stderr=False)
