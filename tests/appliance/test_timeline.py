@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bootpack.appliance.bootlog import DhcpEvent, FileEvent, TftpError, file_kind
+from bootpack.appliance.bootlog import DhcpEvent, FileEvent, NfsMount, TftpError, file_kind
 from bootpack.appliance.metrics import Metrics
 from bootpack.appliance.state import DaemonState
 from bootpack.appliance.status import stage_times, status_url, table
@@ -288,3 +288,24 @@ def test_proxy_mode_learns_the_ip_from_the_per_host_config_request() -> None:
     boot = host.boots[-1]
     assert list(boot.stages) == ["dhcp-offer", "loader", "config"] and boot.stages["loader"] == 5.0
     assert boot.events[1].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
+
+
+def test_an_nfs_mount_is_the_root_stage_once_and_never_starts_a_boot() -> None:
+    timeline, metrics, clock = store()
+    pxe_boot(timeline, clock, KNOWN, "10.0.0.100", f"pxelinux.cfg/01-{KNOWN.replace(':', '-')}")
+    for path in ("images/marker/vmlinuz", "images/marker/initrd.img"):
+        timeline.feed(tftp("10.0.0.100", path))
+        clock.now += 2
+    timeline.feed(NfsMount(client="10.0.0.2", version="4.0", how="SETCLIENTID_CONFIRM"))  # own
+    timeline.feed(NfsMount(client="10.0.0.77", version="3", how="MOUNT lookup"))  # no MAC known
+    timeline.feed(NfsMount(client="10.0.0.100", version="3", how="MOUNT v3/tcp lookup (PMAP_GETPORT)"))
+    clock.now += 1
+    timeline.feed(NfsMount(client="10.0.0.100", version="3", how="again"))
+    [host] = timeline.view()
+    assert host.stage == "root" and [e.detail for e in host.boots[-1].events if e.stage == "root"] == \
+        ["nfs v3 mount by 10.0.0.100 (MOUNT v3/tcp lookup (PMAP_GETPORT))"]
+    assert timeline.report_up("10.0.0.100")
+    timeline.feed(NfsMount(client="10.0.0.100", version="4.1+", how="CREATE_SESSION"))  # reconnect
+    [host] = timeline.view()
+    assert host.state == "up" and len(host.boots) == 1
+    assert samples(metrics)[("bootpack_files_served_total", (("kind", "root"), ("protocol", "nfs")))] == 4
