@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -309,3 +315,52 @@ def test_an_nfs_mount_is_the_root_stage_once_and_never_starts_a_boot() -> None:
     [host] = timeline.view()
     assert host.state == "up" and len(host.boots) == 1
     assert samples(metrics)[("bootpack_files_served_total", (("kind", "root"), ("protocol", "nfs")))] == 4
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nobody listens there once the socket is closed
+
+
+def test_status_watch_of_an_unreachable_appliance_is_an_error_not_a_traceback(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bootpack.cli import main
+
+    assert main(["status", "--watch", "--server", f"http://127.0.0.1:{_closed_port()}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("bootpack: error: http://127.0.0.1:")
+    assert "cannot reach the appliance" in err and "Traceback" not in err
+
+
+def _read_until(stream: int, wanted: bytes, timeout: float = 30) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in out and time.monotonic() < deadline:
+        if select.select([stream], [], [], 0.5)[0]:
+            chunk = os.read(stream, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_status_watch_keeps_polling_an_appliance_that_stops_answering() -> None:
+    web, timeline, clock = site()
+    pxe_boot(timeline, clock, STRANGER, "10.0.0.101", "pxelinux.cfg/default")
+    port = web.start(0)
+    watch = subprocess.Popen([sys.executable, "-m", "bootpack", "status", "--watch", "--interval",
+                              "0.2", "--server", f"http://127.0.0.1:{port}", "--token", "s3cret"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert watch.stdout is not None
+        assert STRANGER.encode() in _read_until(watch.stdout.fileno(), STRANGER.encode())
+        web.close()  # the appliance restarts: the watch shows it and goes on polling
+        assert b"retrying" in _read_until(watch.stdout.fileno(), b"retrying")
+        assert watch.poll() is None
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0 and b"Traceback" not in err, err.decode()
