@@ -439,7 +439,8 @@ def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
         files["ganesha.conf"] = render_ganesha_main(spec, site, paths,
                                                      track=status_port is not None)
         # -d: rpcbind prints each lookup with the caller's address; an NFSv3 client asking for
-        # the MOUNT service (100005) is the boot timeline's NFSv3 mount (bootlog).
+        # the MOUNT service (100005) is the boot timeline's NFSv3 mount (bootlog). (-d changes no
+        # behaviour: aborting on errors is -a.)
         debug = ("-d",) if status_port is not None else ()
         services.append(Daemon("rpcbind", (rpcbind, "-w", "-f", *debug),
                                     ready_path="/run/rpcbind.sock"))
