@@ -3,7 +3,9 @@
 A boot runs through stages in this order; a host's stage is the furthest one its current boot
 reached:
 
-  dhcp-discover, dhcp-offer, dhcp-ack   the PXE ROM's DHCP (server mode, or proxy mode's answer)
+  dhcp-discover, dhcp-offer, dhcp-ack   the PXE ROM's DHCP (server mode: dhcpd's lines; proxy
+                                        mode: dnsmasq's answer to the PXE DISCOVER is discover and
+                                        offer, its boot-server answer the ack)
   loader                                the NBP (pxelinux.0) and its modules, over TFTP
   config                                the loader's config: the per-host file or the default menu
   kernel, initrd                        over TFTP or HTTP (bytes, seconds)
@@ -316,6 +318,9 @@ class Timeline:
         detail = f"{event.mode} {event.message}" + (f" {event.ip}" if event.ip else "")
         if RANK[boot.stage] >= RANK["kernel"]:
             detail += " (the booted system's own DHCP)"
+        if starts and event.message == "pxe":
+            # dnsmasq logs a proxy's answer, not the DISCOVER it answers: that one line is both.
+            self._advance(boot, "dhcp-discover", now, detail)
         self._advance(boot, stage, now, detail)
 
     def _file(self, event: FileEvent, now: float) -> None:

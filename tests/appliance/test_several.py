@@ -392,8 +392,8 @@ def test_proxy_fleet_boots_a_vm(fleet: Fleet, tmp_path: Path) -> None:
     print(f"proxy-mode timeline: {boot_view['stages']}")
     assert (host["known"], host["entry"], host["state"], boot_view["config"]) == \
         (False, "marker", "up", "default")
-    assert list(boot_view["stages"]) == ["dhcp-offer", "dhcp-ack", "loader", "config", "kernel",
-                                         "initrd", "up"], boot_view["stages"]
+    assert list(boot_view["stages"]) == ["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader", "config",
+                                         "kernel", "initrd", "up"], boot_view["stages"]
     dhcp = [e["detail"] for e in boot_view["events"] if e["stage"].startswith("dhcp-")]
     assert dhcp[0] == "proxy pxe" and all(d.startswith("proxy ") for d in dhcp), dhcp
 

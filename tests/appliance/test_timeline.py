@@ -155,7 +155,7 @@ def test_proxy_mode_events_advance_the_dhcp_stages() -> None:
                             bootfile="pxelinux.0"))
     timeline.feed(tftp("192.168.1.50", "pxelinux.0"))
     [host] = timeline.view()
-    assert list(host.boots[-1].stages) == ["dhcp-offer", "dhcp-ack", "loader"]
+    assert list(host.boots[-1].stages) == ["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader"]
 
 
 def site() -> tuple[StatusSite, Timeline, Clock]:
@@ -292,8 +292,9 @@ def test_proxy_mode_learns_the_ip_from_the_per_host_config_request() -> None:
     [host] = timeline.view()
     assert host.mac == STRANGER and host.stage == "config" and host.boots[-1].config == "default"
     boot = host.boots[-1]
-    assert list(boot.stages) == ["dhcp-offer", "loader", "config"] and boot.stages["loader"] == 5.0
-    assert boot.events[1].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
+    assert list(boot.stages) == ["dhcp-discover", "dhcp-offer", "loader", "config"]
+    assert boot.stages["loader"] == 5.0
+    assert boot.events[2].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
 
 
 def test_an_nfs_mount_is_the_root_stage_once_and_never_starts_a_boot() -> None:
