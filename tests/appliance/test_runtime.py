@@ -122,6 +122,8 @@ def test_runtime_files_and_services() -> None:
     nfsv4 = ganesha[ganesha.index("NFSV4 {"):]
     nfsv4 = nfsv4[:nfsv4.index("}")]
     assert "Only_Numeric_Owners = true;" in nfsv4 and "Allow_Numeric_Owners = true;" in nfsv4
+    # boot tracking off: no debug output asked of Ganesha or rpcbind
+    assert "LOG {" not in ganesha and "-d" not in next(s for s in rt.services if s.name == "rpcbind").argv
     host_b = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-02"]
     assert "root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp" in host_b and " rw" in host_b
     host_a = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-01"]
@@ -307,3 +309,12 @@ def test_ipxe_scripts_follow_the_runtime_address_and_proxy_mode_warns() -> None:
     assert any("add 'ipxe' to loaders.chains" in w for w in plain.warnings), plain.warnings
     server = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"))
     assert not any("proxy" in w for w in server.warnings)
+
+
+def test_boot_tracking_asks_ganesha_and_rpcbind_for_the_mount_lines() -> None:
+    spec = make_spec()
+    site = runtime_site(spec, root="/srv/bootpack", address=IPv4Interface("192.168.50.9/24"),
+                        host_roots="/var/lib/bootpack/hosts").site
+    rt = render_runtime(spec, site, PATHS, "eth1", status_port=8099)
+    assert "COMPONENTS { CLIENTID = DEBUG; }" in rt.files["ganesha.conf"]
+    assert next(s for s in rt.services if s.name == "rpcbind").argv[-1] == "-d"
