@@ -2,7 +2,7 @@
 
 BIOS: syslinux (`pxelinux`, `syslinux-common`). x86-64 UEFI: Debian's signed shim
 (`shim-signed`) and signed network GRUB (`grub-efi-amd64-signed`), the chain that boots with
-Secure Boot on.
+Secure Boot on; and Debian's iPXE (`ipxe`, not signed) for the ipxe chain.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ UEFI_FILES: dict[str, tuple[Path, str]] = {
                        "grub-efi-amd64-signed"),
     # the same GRUB build's module (grub-efi-amd64-signed depends on this package)
     layout.GRUB_HTTP_MODULE: (Path("/usr/lib/grub/x86_64-efi/http.mod"), "grub-efi-amd64-bin"),
+}
+
+# snponly.efi drives the NIC through the firmware's own network driver (UEFI SNP), so it works
+# on any NIC the firmware can PXE-boot from; ipxe.efi brings its own drivers instead.
+IPXE_FILES: dict[str, tuple[Path, str]] = {
+    layout.IPXE_BOOTFILE: (Path("/usr/lib/ipxe/snponly.efi"), "ipxe"),
 }
 
 
@@ -75,6 +81,18 @@ def find_uefi_files() -> dict[str, Path]:
     return found
 
 
+def find_ipxe_files() -> dict[str, Path]:
+    """Name in the TFTP root -> Debian's file, for the ipxe chain."""
+    found: dict[str, Path] = {}
+    for name, (path, package) in IPXE_FILES.items():
+        if not path.is_file():
+            raise BootpackError(f"{path.name} not found at {path} (the ipxe chain's loader); "
+                                f"install Debian's `{package}` package (apt-get install {package}), "
+                                "or drop \"ipxe\" from loaders.chains")
+        found[name] = path
+    return found
+
+
 def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None) -> dict[str, Path]:
     """Name in the TFTP root -> source file, for every chain the bundle carries."""
     found: dict[str, Path] = {}
@@ -82,4 +100,6 @@ def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None)
         found.update(find_syslinux_files(syslinux_dir))
     if "uefi" in chains:
         found.update(find_uefi_files())
+    if "ipxe" in chains:
+        found.update(find_ipxe_files())
     return found

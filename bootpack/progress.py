@@ -18,7 +18,9 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 class Progress:
     def __init__(self, level: int = NORMAL, console: Console | None = None) -> None:
         self.level = level
-        self.console = console or Console(stderr=True, highlight=False)
+        # soft_wrap: a message is one line whatever the width, so a long path in a log or a
+        # pasted error stays whole (the terminal wraps it for display).
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
         self.timings: dict[str, float] = {}
 
     def info(self, message: str) -> None:

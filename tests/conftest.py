@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from collections.abc import Generator, Iterator
@@ -37,8 +38,17 @@ def docker_available() -> bool:
     return True
 
 
+def session_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder for the whole test session. Under pytest-xdist each worker has its own base
+    temp folder; their common parent is the session's, so the workers share this one."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session")
-def debian_base_image() -> str:
+def debian_base_image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """debian:bookworm-slim exists locally (made with mmdebstrap when no registry answers).
 
     Returns the image id."""
@@ -46,14 +56,18 @@ def debian_base_image() -> str:
         pytest.skip("no Docker engine answers")
     from bootpack.images.baseimage import ensure_debian_image
 
-    return ensure_debian_image()
+    # One worker makes it while the others wait, rather than all of them at once.
+    with open(session_dir(tmp_path_factory, "locks") / "debian-base", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return ensure_debian_image()
 
 
 @pytest.fixture(scope="session")
 def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One bootpack build cache for the whole session (BOOTPACK_CACHE_DIR), so tests that build
-    the same image share every step."""
-    path = tmp_path_factory.mktemp("bootpack-cache")
+    the same image share every step, across pytest-xdist workers too (the cache locks each
+    step, so a step two workers need is built once)."""
+    path = session_dir(tmp_path_factory, "bootpack-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BOOTPACK_CACHE_DIR", str(path))
         yield path

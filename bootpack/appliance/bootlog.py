@@ -8,7 +8,11 @@ turns the ones that tell something about a booting client into typed events:
 - dnsmasq (proxy mode): `PXE(IF) MAC proxy` (a PXE DISCOVER answered with boot data),
   `PXE(IF) IP MAC FILE` (a boot-server request), and the DHCP lines of server mode;
 - tftpd-hpa (via syslog): `RRQ from IP filename FILE`, `sending NAK (N, TEXT) to IP`;
-- nginx: the access line format `ACCESS_FORMAT` (runtime.render_nginx sets it).
+- nginx: the access line format `ACCESS_FORMAT` (runtime.render_nginx sets it);
+- NFS-Ganesha (its CLIENTID component at DEBUG, runtime.GANESHA_LOG): `CREATE_SESSION client
+  addr=IP` (an NFSv4.1+ client's session) and `SETCLIENTID_CONFIRM client addr=IP` (NFSv4.0);
+- rpcbind (-d): `PMAP_GETPORT|RPCB_GETADDR req for (100005, V, PROTO) from IP.P.P`, an NFSv3
+  client asking where the MOUNT service is, the first step of its mount.
 
 A file's kind (loader, config, kernel, initrd, root) comes from the bundle layout's paths.
 """
@@ -62,7 +66,18 @@ class TftpError:
     text: str
 
 
-BootEvent = DhcpEvent | FileEvent | TftpError
+@dataclass(frozen=True)
+class NfsMount:
+    """A client starts mounting an NFS root: its NFSv4 client is confirmed (a session), or its
+    NFSv3 mount looks up the MOUNT service. Ganesha logs no per-export mount cheaply: which
+    root it mounts comes from the host's entry."""
+
+    client: str  # IP
+    version: str  # "3", "4.0", "4.1+"
+    how: str  # the request seen
+
+
+BootEvent = DhcpEvent | FileEvent | TftpError | NfsMount
 
 _MAC = r"(?P<mac>[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5})"
 _IP = r"(?P<ip>\d{1,3}(?:\.\d{1,3}){3})"
@@ -85,13 +100,23 @@ _ACCESS = re.compile(
     rf"^{ACCESS_TAG} {_IP} (?P<method>[A-Z]+) (?P<uri>\S+) (?P<status>\d{{3}}) (?P<bytes>\d+) "
     r"(?P<seconds>[\d.]+)")
 
+# Ganesha: "... :CLIENT ID :DEBUG :CREATE_SESSION client addr=::ffff:10.0.0.5 clientid=..."
+_GANESHA = re.compile(rf":(?P<op>CREATE_SESSION|SETCLIENTID_CONFIRM) client addr=(?:::ffff:)?{_IP}\b")
+# What rpcbind -d prints besides the lookups (its start-up, each registration, address merging).
+_RPCBIND_DEBUG = re.compile(r"^(?:$|rpcbind: |mergeaddr|addrmerge|libtirpc: debug|[a-z_]*: \d+ lookup)")
+MOUNT_PROGRAM = 100005  # the NFSv3 MOUNT protocol's RPC program number
+# rpcbind -d: "rpcbind: PMAP_GETPORT req for (100005, 3, tcp) from 10.0.0.5.2.9 :" (the caller's
+# universal address: IP then the port's two bytes)
+_RPCBIND = re.compile(rf"(?P<op>PMAP_GETPORT|RPCB_GETADDR) req for \({MOUNT_PROGRAM}, (?P<vers>\d+), "
+                      rf"(?P<proto>\w+)\) from {_IP}\.\d+\.\d+")
+
 
 def file_kind(path: str) -> FileKind:
     """What a requested path is, from the bundle layout (no leading slash, no query)."""
     path = path.lstrip("/")
     name = path.rsplit("/", 1)[-1]
-    if path.startswith(f"{layout.PXE_CONFIG_DIR}/") or name.endswith(".cfg"):
-        return "config"
+    if path.startswith((f"{layout.PXE_CONFIG_DIR}/", f"{layout.IPXE_DIR}/")) or name.endswith(".cfg"):
+        return "config"  # pxelinux.cfg/*, grub/*.cfg, ipxe/*.ipxe
     if path.startswith("images/"):
         if name == "vmlinuz":
             return "kernel"
@@ -111,11 +136,15 @@ def image_of(path: str) -> str | None:
 
 
 def config_mac(path: str) -> str | None:
-    """The MAC of a per-host pxelinux file (`pxelinux.cfg/01-aa-bb-...`), else None."""
+    """The MAC of a per-host pxelinux file (`pxelinux.cfg/01-aa-bb-...`) or iPXE script
+    (`ipxe/hosts/aa-bb-....ipxe`), else None."""
     name = path.lstrip("/")
     prefix = f"{layout.PXE_CONFIG_DIR}/01-"
     if name.startswith(prefix) and len(name) == len(prefix) + 17:
         return name[len(prefix):].replace("-", ":").lower()
+    prefix, suffix = f"{layout.IPXE_DIR}/hosts/", ".ipxe"
+    if name.startswith(prefix) and name.endswith(suffix) and len(name) == len(prefix) + 17 + 5:
+        return name[len(prefix):-len(suffix)].replace("-", ":").lower()
     return None
 
 
@@ -166,6 +195,22 @@ def parse_access(text: str) -> FileEvent | None:
                      seconds=float(match["seconds"]), method=match["method"])
 
 
+def parse_ganesha(text: str) -> NfsMount | None:
+    match = _GANESHA.search(text)
+    if not match:
+        return None
+    version = "4.1+" if match["op"] == "CREATE_SESSION" else "4.0"
+    return NfsMount(client=match["ip"], version=version, how=match["op"])
+
+
+def parse_rpcbind(text: str) -> NfsMount | None:
+    match = _RPCBIND.search(text)
+    if not match:
+        return None
+    return NfsMount(client=match["ip"], version="3",
+                    how=f"MOUNT v{match['vers']}/{match['proto']} lookup ({match['op']})")
+
+
 def parse_line(service: str, text: str) -> BootEvent | None:
     """The event a supervised service's output line tells, if any (service: the line's prefix)."""
     text = text.strip()
@@ -177,4 +222,19 @@ def parse_line(service: str, text: str) -> BootEvent | None:
         return parse_tftpd(text)
     if service == "http":
         return parse_access(text)
+    if service == "nfs":
+        return parse_ganesha(text)
+    if service == "rpcbind":
+        return parse_rpcbind(text)
     return None
+
+
+def is_tracking_noise(service: str, text: str) -> bool:
+    """A debug line the daemons print only because boot tracking turned their debug output on
+    (Ganesha's CLIENTID DEBUG, rpcbind -d), and that is no boot event: not worth the container
+    log. Their own errors and warnings stay."""
+    if service == "nfs":
+        return ":CLIENT ID :DEBUG :" in text and parse_ganesha(text) is None
+    if service == "rpcbind":
+        return parse_rpcbind(text) is None and _RPCBIND_DEBUG.match(text.strip()) is not None
+    return False

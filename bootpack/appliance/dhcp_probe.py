@@ -44,7 +44,8 @@ def interface_mac(interface: str) -> str:
     return Path(f"/sys/class/net/{interface}/address").read_text().strip()
 
 
-def discover_packet(mac: str, xid: int, pxe: bool = False, arch: int = 0) -> bytes:
+def discover_packet(mac: str, xid: int, pxe: bool = False, arch: int = 0,
+                    user_class: str | None = None) -> bytes:
     chaddr = bytes.fromhex(mac.replace(":", "").replace("-", ""))
     header = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000,
                          b"\0" * 4, b"\0" * 4, b"\0" * 4, b"\0" * 4,
@@ -59,6 +60,9 @@ def discover_packet(mac: str, xid: int, pxe: bool = False, arch: int = 0) -> byt
         options += bytes([93, 2]) + arch.to_bytes(2, "big")  # client system architecture
         options += bytes([94, 3, 1, 2, 1])  # network interface identifier: UNDI 2.1
         options += bytes([97, 17, 0]) + bytes(range(16))  # client machine identifier (UUID)
+    if user_class:
+        # option 77 as iPXE sends it: the bare word (e.g. "iPXE"), not RFC 3004's format
+        options += bytes([77, len(user_class)]) + user_class.encode()
     return header + MAGIC + options + b"\xff"
 
 
@@ -91,7 +95,7 @@ def parse_offer(packet: bytes, source: str, xid: int) -> Offer | None:
 
 
 def probe(interface: str, timeout: float = 2.5, mac: str | None = None, pxe: bool = False,
-          port: int = 68, arch: int = 0) -> list[Offer]:
+          port: int = 68, arch: int = 0, user_class: str | None = None) -> list[Offer]:
     """Broadcast one DHCPDISCOVER on `interface`; every OFFER (or proxy reply) within timeout."""
     mac = mac or interface_mac(interface)
     xid = random.getrandbits(32)
@@ -101,7 +105,7 @@ def probe(interface: str, timeout: float = 2.5, mac: str | None = None, pxe: boo
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
         sock.bind(("0.0.0.0", port))
-        sock.sendto(discover_packet(mac, xid, pxe, arch), ("255.255.255.255", 67))
+        sock.sendto(discover_packet(mac, xid, pxe, arch, user_class), ("255.255.255.255", 67))
         offers: list[Offer] = []
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
@@ -125,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pxe", action="store_true", help="ask as a PXE client (option 60 etc.)")
     parser.add_argument("--arch", type=int, default=0,
                         help="with --pxe: option 93, e.g. 0 BIOS, 7 x86-64 UEFI, 16 UEFI HTTP boot")
+    parser.add_argument("--user-class", help="option 77, e.g. iPXE (as iPXE itself asks)")
     parser.add_argument("--timeout", type=float, default=3.0)
     args = parser.parse_args(argv)
-    offers = probe(args.interface, args.timeout, args.mac, args.pxe, arch=args.arch)
+    offers = probe(args.interface, args.timeout, args.mac, args.pxe, arch=args.arch,
+                   user_class=args.user_class)
     for offer in offers:
         print(json.dumps(asdict(offer), sort_keys=True))
     return 0 if offers else 1

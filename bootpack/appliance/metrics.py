@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .bootlog import DhcpEvent, FileEvent, FileKind
+from .bootlog import DhcpEvent, FileEvent, FileKind, NfsMount
 from .health import HEALTH_FILE
 from .state import DaemonState
 from .timeline import UNKNOWN_ENTRY, HostView, Listener
@@ -75,7 +75,8 @@ class Metrics(Listener):
                                      "mode (server: dhcpd; proxy: dnsmasq).", ["type", "mode"],
                                      registry=r)
         self.files = Counter("bootpack_files_served", "Files served to clients, by protocol and "
-                             "kind.", ["protocol", "kind"], registry=r)
+                             "kind (protocol nfs, kind root: NFS root mounts started).",
+                             ["protocol", "kind"], registry=r)
         self.file_bytes = Counter("bootpack_files_served_bytes", "Bytes of files served to clients "
                                   "(TFTP: the file's size).", ["protocol", "kind"], registry=r)
         self.file_errors = Counter("bootpack_file_errors", "Requests for boot files that failed "
@@ -109,6 +110,9 @@ class Metrics(Listener):
         self.files.labels(event.protocol, event.kind).inc()
         if size:
             self.file_bytes.labels(event.protocol, event.kind).inc(size)
+
+    def nfs_mount(self, event: NfsMount) -> None:
+        self.files.labels("nfs", "root").inc()
 
     def file_error(self, protocol: str, kind: FileKind) -> None:
         self.file_errors.labels(protocol, kind).inc()

@@ -23,13 +23,14 @@ from ..render.dhcp import kea_config, render_dnsmasq, render_isc
 from ..render.nfs import nfs_export_list, render_ganesha
 from ..spec.checks import run_checks
 from ..spec.model import DhcpMode, Spec
+from ..spec.secureboot import proxy_mode_warnings
 from ..spec.site import Site
 from .bootlog import ACCESS_FORMAT
 
 RUNTIME_TFTP = "tftpboot"  # under the runtime dir: rendered loader configs + links to the bundle
 # Folders of loader configs in the TFTP root: rendered for the runtime site, never taken from
 # the bundle (they carry the server address in command lines and URLs).
-RUNTIME_CONFIG_DIRS = (layout.PXE_CONFIG_DIR, layout.GRUB_DIR)
+RUNTIME_CONFIG_DIRS = (layout.PXE_CONFIG_DIR, layout.GRUB_DIR, layout.IPXE_DIR)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,7 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
                 warnings.append(f"host {host.name}: fixed address {host.ip} is outside {subnet}; "
                                 "dropped from DHCP (its pxelinux config is still served)")
         site = replace(site, dropped_hosts=dropped)
+    warnings += proxy_mode_warnings(spec, mode)
     problems = run_checks(spec, site)
     if problems:
         raise BootpackError("cannot serve this bundle on this network:\n" +
@@ -217,14 +219,26 @@ http {{
 """
 
 
-def render_ganesha_main(spec: Spec, site: Site, paths: Paths) -> str:
+# Ganesha logs no mount at its default level (EVENT). For the boot timeline's NFS stage (bootlog)
+# its CLIENTID component logs at DEBUG the client's EXCHANGE_ID (NFSv4.1+) and SETCLIENTID (v4.0):
+# a few lines per client and mount, and CLIENTIP names the client in each line's header. (EXPORT
+# and NFSPROTO at DEBUG were measured too: a line or two per PUTFH or NFSv3 call, far too many.)
+GANESHA_LOG = """LOG {
+    COMPONENTS { CLIENTID = DEBUG; }
+    FORMAT { CLIENTIP = true; }
+}
+"""
+
+
+def render_ganesha_main(spec: Spec, site: Site, paths: Paths, *, track: bool = False) -> str:
     """ganesha.conf: core parameters (no grace period, no NLM/RQUOTA) and the bundle's exports.
 
     NFSv4 owners go on the wire as numbers (Only_Numeric_Owners), as NFSv3 sends them. A root
     tree's owners are the image's uids and gids: resolved to names against the appliance's own
     /etc/passwd they come out wrong (uid 102 is statd in a Debian image, _rpc in the appliance),
     and each name costs the client an id-mapping upcall (nfs_idmap_get_key) while it boots.
-    Clients get nfs.nfs4_disable_idmapping=1 (render.pxelinux) to match.
+    Clients get nfs.nfs4_disable_idmapping=1 (render.pxelinux) to match. track: log the mounts
+    the boot timeline reads (GANESHA_LOG).
     """
     core = RUNTIME_HEADER + f"""NFS_CORE_PARAM {{
     Protocols = 3, 4;
@@ -239,7 +253,7 @@ NFSV4 {{
     Only_Numeric_Owners = true;
 }}
 NFS_KRB5 {{ Active_krb5 = false; }}
-
+{GANESHA_LOG if track else ''}
 """
     return core + render_ganesha(spec, site)
 
@@ -424,8 +438,13 @@ def render_runtime(spec: Spec, site: Site, paths: Paths, interface: str,
     services.append(Daemon("http", (nginx, "-c", f"{r}/nginx.conf", "-e", "stderr")))
     exports = tuple(e.path for e in nfs_export_list(spec, site))
     if exports:
-        files["ganesha.conf"] = render_ganesha_main(spec, site, paths)
-        services.append(Daemon("rpcbind", (rpcbind, "-w", "-f"),
+        files["ganesha.conf"] = render_ganesha_main(spec, site, paths,
+                                                     track=status_port is not None)
+        # -d: rpcbind prints each lookup with the caller's address; an NFSv3 client asking for
+        # the MOUNT service (100005) is the boot timeline's NFSv3 mount (bootlog). (-d changes no
+        # behaviour: aborting on errors is -a.)
+        debug = ("-d",) if status_port is not None else ()
+        services.append(Daemon("rpcbind", (rpcbind, "-w", "-f", *debug),
                                     ready_path="/run/rpcbind.sock"))
         services.append(Daemon("nfs", (
             ganesha, "-F", "-L", "STDERR", "-f", f"{r}/ganesha.conf", "-p", f"{r}/ganesha.pid"),

@@ -30,7 +30,7 @@ from ..render.nfs import nfs_export_list, writable_hosts
 from ..spec.load import parse_spec
 from ..spec.model import DhcpMode, Spec
 from . import dhcp_probe
-from .bootlog import parse_line
+from .bootlog import is_tracking_noise, parse_line
 from .metrics import Metrics
 from .runtime import (
     RUNTIME_CONFIG_DIRS,
@@ -259,6 +259,7 @@ def start_status(options: ServeOptions, spec: Spec, bundle: Bundle, site_address
             timeline.feed(event)
 
     out.taps.append(tap)
+    out.hide = is_tracking_noise
     manifest = bundle.manifest
     site = StatusSite(timeline, metrics, BundleInfo(name=manifest.name, version=manifest.version,
                                                      digest=manifest.digest),

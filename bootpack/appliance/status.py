@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -94,11 +95,21 @@ def render(report: StatusReport, as_json: bool) -> str:
 
 
 def watch(url: str, token: str | None, as_json: bool, interval: float = 2.0) -> None:
-    """Redraw until interrupted (a JSON document per poll with --json)."""
+    """Redraw until interrupted (a JSON document per poll with --json). The first poll must
+    succeed (a wrong URL or token is an error, exit 2); later, an appliance that does not answer
+    (restarting, its nginx down) is shown and polled again rather than ending the watch."""
+    text = render(fetch(url, token), as_json)
     while True:
-        text = render(fetch(url, token), as_json)
         if as_json:
             print(text, end="", flush=True)
         else:
             print("\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + text, end="", flush=True)
         time.sleep(interval)
+        try:
+            text = render(fetch(url, token), as_json)
+        except BootpackError as exc:
+            if as_json:  # stdout stays a stream of reports; the error goes to stderr
+                print(f"bootpack: {exc}; retrying", file=sys.stderr, flush=True)
+                text = ""
+            else:
+                text = f"{exc}; retrying every {interval:g} s\n"

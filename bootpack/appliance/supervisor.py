@@ -39,11 +39,15 @@ class Output:
         self.lock = threading.Lock()
         self.width = 8
         self.taps: list[Callable[[str, str], None]] = []
+        # (service, line) -> True: the taps see the line, the log does not (debug output turned on
+        # only for the taps, e.g. bootlog.is_tracking_noise)
+        self.hide: Callable[[str, str], bool] = lambda name, text: False
 
     def line(self, name: str, text: str) -> None:
-        with self.lock:
-            self.stream.write(f"{name:<{self.width}}| {text.rstrip()}\n")
-            self.stream.flush()
+        if not self.hide(name, text):
+            with self.lock:
+                self.stream.write(f"{name:<{self.width}}| {text.rstrip()}\n")
+                self.stream.flush()
         for tap in self.taps:
             try:
                 tap(name, text)

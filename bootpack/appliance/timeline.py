@@ -3,11 +3,15 @@
 A boot runs through stages in this order; a host's stage is the furthest one its current boot
 reached:
 
-  dhcp-discover, dhcp-offer, dhcp-ack   the PXE ROM's DHCP (server mode, or proxy mode's answer)
+  dhcp-discover, dhcp-offer, dhcp-ack   the PXE ROM's DHCP (server mode: dhcpd's lines; proxy
+                                        mode: dnsmasq's answer to the PXE DISCOVER is discover and
+                                        offer, its boot-server answer the ack)
   loader                                the NBP (pxelinux.0) and its modules, over TFTP
   config                                the loader's config: the per-host file or the default menu
   kernel, initrd                        over TFTP or HTTP (bytes, seconds)
-  root                                  the squashfs over HTTP (live entries)
+  root                                  the squashfs over HTTP (live entries), or the NFS root
+                                        mount starting (nfs entries: the client's NFSv4 session
+                                        or its NFSv3 MOUNT lookup, from Ganesha and rpcbind)
   up                                    the booted system (or a test initrd) reported itself
 
 Clients are named by IP in TFTP and HTTP logs: the IP is mapped to a MAC through the DHCP
@@ -30,7 +34,16 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from ..spec.model import Spec
-from .bootlog import BootEvent, DhcpEvent, FileEvent, FileKind, TftpError, config_mac, image_of
+from .bootlog import (
+    BootEvent,
+    DhcpEvent,
+    FileEvent,
+    FileKind,
+    NfsMount,
+    TftpError,
+    config_mac,
+    image_of,
+)
 
 Stage = Literal["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader", "config", "kernel", "initrd",
                 "root", "up"]
@@ -136,6 +149,7 @@ class Listener:
     def dhcp(self, event: DhcpEvent) -> None: ...
     def file(self, event: FileEvent, size: int | None) -> None: ...
     def file_error(self, protocol: str, kind: FileKind) -> None: ...
+    def nfs_mount(self, event: NfsMount) -> None: ...
     def boot_started(self, entry: str) -> None: ...
     def boot_completed(self, entry: str, seconds: float) -> None: ...
     def boot_stalled(self, entry: str) -> None: ...
@@ -184,6 +198,8 @@ class Timeline:
                 self._file(event, now)
             elif isinstance(event, TftpError):
                 self._tftp_error(event)
+            elif isinstance(event, NfsMount):
+                self._nfs(event, now)
 
     def report_up(self, client: str, *, mac: str | None = None, entry: str | None = None,
                   uptime: float | None = None) -> bool:
@@ -302,6 +318,9 @@ class Timeline:
         detail = f"{event.mode} {event.message}" + (f" {event.ip}" if event.ip else "")
         if RANK[boot.stage] >= RANK["kernel"]:
             detail += " (the booted system's own DHCP)"
+        if starts and event.message == "pxe":
+            # dnsmasq logs a proxy's answer, not the DISCOVER it answers: that one line is both.
+            self._advance(boot, "dhcp-discover", now, detail)
         self._advance(boot, stage, now, detail)
 
     def _file(self, event: FileEvent, now: float) -> None:
@@ -365,6 +384,22 @@ class Timeline:
             self.pending_tftp[event.client] = (mac, boot.events[-1])
         if boot.error and stage in ("kernel", "initrd", "root") and event.kind in boot.error:
             boot.error = None  # fetched after all
+
+    def _nfs(self, event: NfsMount, now: float) -> None:
+        """An NFS root mount starting: the `root` stage of the client's current boot. Once the
+        boot is up (or has its root), further sessions are the running system's own (a
+        reconnect, a lease renewed after a server restart) and start nothing."""
+        if event.client == self.own:
+            return  # the health check's nfs-ls
+        self.listener.nfs_mount(event)
+        mac = self.ip_mac.get(event.client)
+        host = self.hosts.get(mac) if mac else None
+        if host is None or not host.boots:
+            return
+        boot = host.boots[-1]
+        if boot.stage == "up" or "root" in boot.reached:
+            return
+        self._advance(boot, "root", now, f"nfs v{event.version} mount by {event.client} ({event.how})")
 
     def _reboot(self, host: _Host, old: _Boot, now: float) -> _Boot:
         """The loader again after the kernel: the machine restarted. The new boot began with

@@ -77,3 +77,17 @@ GRUB_HTTP_MODULE = f"{GRUB_DIR}/x86_64-efi/http.mod"
 def grub_host_file(mac: str) -> str:
     """A host's GRUB config, named by GRUB's own `$net_default_mac` form (lower case, colons)."""
     return f"{GRUB_DIR}/hosts/{mac.lower().replace('-', ':')}.cfg"
+
+
+# iPXE chain (loaders.chains "ipxe"): the firmware loads Debian's snponly.efi (iPXE on the
+# firmware's own network driver) over TFTP or HTTP; iPXE DHCPs again, sends user class "iPXE"
+# and gets the URL of IPXE_SCRIPT, which chains a known host's file or the menu, all over HTTP.
+IPXE_BOOTFILE = "snponly.efi"
+IPXE_DIR = "ipxe"
+IPXE_SCRIPT = f"{IPXE_DIR}/boot.ipxe"
+IPXE_MENU = f"{IPXE_DIR}/default.ipxe"
+
+
+def ipxe_host_file(mac: str) -> str:
+    """A host's iPXE script, named by iPXE's `${netX/mac:hexhyp}` form (lower case, hyphens)."""
+    return f"{IPXE_DIR}/hosts/{mac.lower().replace(':', '-')}.ipxe"

@@ -4,7 +4,9 @@ Each step's result lives in `<cache>/steps/<key>/`, where key = sha256 of the ca
 everything the step depends on (its name, its inputs' digests, its options and the bootpack
 version). A step is built into a temporary folder next to the store and renamed into place only
 when it succeeded, so an interrupted build never leaves a half-written entry; an entry that
-exists is complete and reused as is. `bootpack cache prune` removes entries.
+exists is complete and reused as is. Two builds that need the same missing step (two terminals,
+parallel test workers) take turns on a lock file per key, so the second reuses the first's result
+instead of building it again. `bootpack cache prune` removes entries.
 
 The cache lives in the user's cache folder (platformdirs: ~/.cache/bootpack on Linux), or in
 $BOOTPACK_CACHE_DIR when set (tests use this).
@@ -13,6 +15,7 @@ $BOOTPACK_CACHE_DIR when set (tests use this).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -92,6 +95,16 @@ class Cache:
             return Entry(key, found, hit=True)
         steps = self.root / STEPS
         steps.mkdir(parents=True, exist_ok=True)
+        with open(steps / f".{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even on a crash
+            found = self.lookup(key)  # built by whoever held the lock before us
+            if found is not None:
+                return Entry(key, found, hit=True)
+            return self._build(step, inputs, key, build)
+
+    def _build(self, step: str, inputs: dict[str, Any], key: str,
+               build: Callable[[Path], None]) -> Entry:
+        steps = self.root / STEPS
         work = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", suffix=".tmp", dir=steps))
         try:
             build(work)
@@ -99,7 +112,7 @@ class Cache:
                                                  "bootpack": __version__}, sort_keys=True,
                                                 default=str, indent=1) + "\n")
             target = self.path(key)
-            if target.exists():  # a concurrent build finished first: keep its result
+            if target.exists():  # left by a bootpack without the lock: keep it
                 shutil.rmtree(work, ignore_errors=True)
             else:
                 os.rename(work, target)
@@ -119,6 +132,13 @@ class Cache:
         builds. Returns (entries removed, bytes freed)."""
         now = time.time()
         removed = freed = 0
+        for lock in (self.root / STEPS).glob(".*.lock") if (self.root / STEPS).is_dir() else ():
+            with open(lock) as held:  # only locks nobody holds
+                try:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue
+                lock.unlink(missing_ok=True)
         for path in self.entries():
             done = path / DONE
             if older_than_days is not None and done.is_file() and \

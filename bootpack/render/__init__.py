@@ -7,6 +7,7 @@ from ..spec.model import Spec
 from ..spec.site import Site
 from .dhcp import render_dhcp
 from .grub import render_grub
+from .ipxe import render_ipxe
 from .nfs import nfs_exports, render_exports, render_ganesha
 from .pxelinux import render_pxelinux
 
@@ -20,6 +21,8 @@ def render_loader_configs(spec: Spec, site: Site) -> dict[str, str]:
         files.update(render_pxelinux(spec, site))
     if "uefi" in spec.loaders.chains:
         files.update(render_grub(spec, site))
+    if "ipxe" in spec.loaders.chains:
+        files.update(render_ipxe(spec, site))
     return files
 
 

@@ -7,11 +7,16 @@ server and answers PXE clients with boot data alone.
 Each client gets the loader of its chain (loaders.chains), chosen by DHCP option 93, the client
 system architecture (RFC 4578), unless its host entry forces one (hosts[].chain):
   0     BIOS             -> pxelinux.0 over TFTP
-  7, 9  x86-64 UEFI      -> bootx64.efi (Debian's signed shim) over TFTP
-  16    x86-64 UEFI HTTP -> http://SERVER/bootx64.efi, with option 60 "HTTPClient" (the firmware
-                            ignores an HTTP boot offer without it)
-Every loader here is a plain loader that does not DHCP again on its own behalf, so nothing can
-be handed itself a second time; next-server is the same server for every architecture.
+  7, 9  x86-64 UEFI      -> bootx64.efi (Debian's signed shim) over TFTP, or snponly.efi (iPXE)
+                            when the bundle carries ipxe and not uefi, or serves in proxy mode
+                            (Debian's GRUB cannot boot behind a proxy DHCP: it takes its TFTP
+                            server from the LAN server's ACK)
+  16    x86-64 UEFI HTTP -> http://SERVER/snponly.efi (or bootx64.efi without ipxe), with option 60
+                            "HTTPClient" (the firmware ignores an HTTP boot offer without it)
+iPXE does DHCP again and would be handed itself forever (Debian's 2019 build has no embedded
+script): a UEFI client whose user class (option 77) is "iPXE" gets the URL of the iPXE script
+instead of the binary. A BIOS client whose NIC ROM is iPXE still gets pxelinux.0 (the bios chain).
+next-server is the same server for every architecture.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 from typing import Any
 
 from ..bundle import layout
-from ..spec.model import Chain, Host, Spec
+from ..spec.model import CHAINS, Chain, Host, Spec
 from ..spec.site import Site
 from . import quoting
 from .common import HEADER
@@ -29,12 +34,36 @@ ARCH_BIOS = 0
 ARCH_UEFI_X64 = (7, 9)  # 7 is what OVMF and most firmware send; 9 is what RFC 4578 says
 ARCH_UEFI_X64_HTTP = 16
 HTTP_CLIENT = "HTTPClient"
-BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE}
+IPXE_USER_CLASS = "iPXE"  # option 77 as iPXE sends it (the bare word, not RFC 3004's format)
+BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE,
+                                "ipxe": layout.IPXE_BOOTFILE}
 
 
-def http_boot_url(site: Site) -> str:
-    """What a UEFI HTTP boot client (option 93 = 16) loads: shim, from the HTTP server."""
-    return f"{site.http_base}/{layout.UEFI_BOOTFILE}"
+def uefi_chain(spec: Spec, site: Site) -> Chain:
+    """The chain an x86-64 UEFI PXE client (option 93 = 7 or 9) gets unless forced.
+
+    uefi (shim -> GRUB) boots with Secure Boot on or off, so it wins in server mode; behind a
+    proxy DHCP Debian's GRUB cannot find its server, so ipxe wins there when it is carried."""
+    chains = spec.loaders.chains
+    if "ipxe" in chains and ("uefi" not in chains or site.mode == "proxy"):
+        return "ipxe"
+    return "uefi"
+
+
+def http_boot_chain(spec: Spec) -> Chain:
+    """The chain a UEFI HTTP boot client (option 93 = 16) gets: iPXE when carried (measured to
+    boot end to end), else shim."""
+    return "ipxe" if "ipxe" in spec.loaders.chains else "uefi"
+
+
+def http_boot_url(spec: Spec, site: Site) -> str:
+    """What a UEFI HTTP boot client loads, from the HTTP server."""
+    return f"{site.http_base}/{BOOT_FILES[http_boot_chain(spec)]}"
+
+
+def ipxe_script_url(site: Site) -> str:
+    """What iPXE gets when it asks (user class "iPXE"): its script, over HTTP."""
+    return f"{site.http_base}/{layout.IPXE_SCRIPT}"
 
 
 def forced(spec: Spec, chain: Chain) -> list[str]:
@@ -56,20 +85,28 @@ def _isc_hw(mac: str) -> str:
 
 
 def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
-    """The if/elsif chain that picks a client's boot file."""
+    """The if/elsif chain that picks a client's boot file (first match wins)."""
     chains = spec.loaders.chains
     rules: list[tuple[str, list[str]]] = []
+    uefi_arch = "(" + " or ".join(f"option {ISC_ARCH} = 00:{a:02x}" for a in ARCH_UEFI_X64) + ")"
+    # dhcpd reads `if (` as a C-style condition that ends at its `)`: no test starts with one.
+    ipxe_client = f'exists user-class and option user-class = "{IPXE_USER_CLASS}"'
     for chain in ("bios", "uefi"):
         macs = forced(spec, chain)
         if macs:
             rules.append((" or ".join(_isc_hw(m) for m in macs),
                           [f'filename "{BOOT_FILES[chain]}";']))
-    if "uefi" in chains:
-        arch = " or ".join(f"option {ISC_ARCH} = 00:{a:02x}" for a in ARCH_UEFI_X64)
-        rules.append((arch, [f'filename "{layout.UEFI_BOOTFILE}";']))
+    if "ipxe" in chains:
+        script = [f'filename "{ipxe_script_url(site)}";']
+        if macs := forced(spec, "ipxe"):
+            hw = "(" + " or ".join(_isc_hw(m) for m in macs) + ")"
+            rules += [(f"{ipxe_client} and {hw}", script), (hw, [f'filename "{layout.IPXE_BOOTFILE}";'])]
+        rules.append((f"{ipxe_client} and {uefi_arch}", script))
+    if "uefi" in chains or "ipxe" in chains:
+        rules.append((uefi_arch, [f'filename "{BOOT_FILES[uefi_chain(spec, site)]}";']))
         rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_X64_HTTP:02x}",
                       [f'option vendor-class-identifier "{HTTP_CLIENT}";',
-                       f'filename "{http_boot_url(site)}";']))
+                       f'filename "{http_boot_url(spec, site)}";']))
     default = [f'filename "{layout.BOOTFILE}";'] if "bios" in chains else []
     if not rules:
         return [f"{indent}{line}\n" for line in default]
@@ -120,18 +157,40 @@ def render_isc(spec: Spec, site: Site) -> str:
 # --- dnsmasq -----------------------------------------------------------------------------------
 
 
-def _dnsmasq_tags(spec: Spec) -> list[str]:
-    """Tag rules: each client ends with exactly one of bp-bios, bp-uefi, bp-http."""
+def _dnsmasq_tags(spec: Spec, site: Site) -> list[str]:
+    """Tag rules (dnsmasq applies tag-if lines in order): each client ends with at most one of
+    bp-bios, bp-uefi, bp-ipxe, bp-ipxe-script, bp-http."""
     out = [f"dhcp-match=set:bp-arch-uefi,option:client-arch,{a}\n" for a in ARCH_UEFI_X64]
     out.append(f"dhcp-match=set:bp-arch-http,option:client-arch,{ARCH_UEFI_X64_HTTP}\n")
-    for chain in ("bios", "uefi"):
-        out += [f"dhcp-mac=set:bp-force-{chain},{mac}\n" for mac in forced(spec, chain)]
+    for chain in CHAINS:
+        macs = forced(spec, chain)
+        out += [f"dhcp-mac=set:bp-force-{chain},{mac}\n" for mac in macs]
+        if macs:
+            out.append(f"tag-if=set:bp-forced,tag:bp-force-{chain}\n")
+    if "ipxe" in spec.loaders.chains:
+        # iPXE asking again (ours, or a NIC's iPXE ROM on a UEFI machine): its script, not itself.
+        out += [f"dhcp-userclass=set:bp-ipxe-client,{IPXE_USER_CLASS}\n",
+                "tag-if=set:bp-ipxe-script,tag:bp-ipxe-client,tag:bp-arch-uefi,tag:!bp-forced\n",
+                "tag-if=set:bp-ipxe-script,tag:bp-ipxe-client,tag:bp-force-ipxe\n"]
     out += ["tag-if=set:bp-uefi,tag:bp-force-uefi\n",
-            "tag-if=set:bp-uefi,tag:bp-arch-uefi,tag:!bp-force-bios\n",
-            "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-force-bios,tag:!bp-uefi\n",
-            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-http\n"]
+            "tag-if=set:bp-ipxe,tag:bp-force-ipxe,tag:!bp-ipxe-script\n",
+            f"tag-if=set:bp-{uefi_chain(spec, site)},tag:bp-arch-uefi,tag:!bp-forced,"
+            "tag:!bp-ipxe-script\n",
+            "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-forced\n",
+            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http\n"]
     return out
 
+
+def _dnsmasq_uefi_boot(spec: Spec, site: Site) -> list[str]:
+    """dhcp-boot lines for the UEFI chains (server and proxy mode alike). UEFI firmware shows no
+    PXE menu: the offer itself carries the file and the server (in proxy mode no pxe-service, so
+    no option 43 menu that would send the client to port 4011 first)."""
+    chains = spec.loaders.chains
+    out = [f"dhcp-boot=tag:bp-{c},{BOOT_FILES[c]},,{site.address}\n" for c in ("uefi", "ipxe")
+           if c in chains]
+    if "ipxe" in chains:
+        out.append(f"dhcp-boot=tag:bp-ipxe-script,{ipxe_script_url(site)}\n")
+    return out
 
 
 def render_dnsmasq(spec: Spec, site: Site) -> str:
@@ -142,17 +201,13 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
            "log-dhcp\n"]
     netmask = site.subnet.netmask
     chains = spec.loaders.chains
-    out += _dnsmasq_tags(spec)
+    out += _dnsmasq_tags(spec, site)
     if site.mode == "proxy":
         out.append(f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n")
         if "bios" in chains:
             out.append(f"pxe-service=tag:bp-bios,x86PC,{quoting.dnsmasq_string(spec.menu.title)},pxelinux,"
                        f"{site.address}\n")
-        if "uefi" in chains:
-            # UEFI firmware shows no PXE menu: the proxy offer itself carries the file and the
-            # server (dnsmasq puts a matching dhcp-boot into it; no pxe-service, so no option 43
-            # menu that would send the client to port 4011 first).
-            out.append(f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n")
+        out += _dnsmasq_uefi_boot(spec, site)
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")
@@ -164,9 +219,9 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             out.append(f"domain={quoting.dnsmasq_word(site.domain)}\n")
         if "bios" in chains:
             out.append(f"dhcp-boot=tag:bp-bios,{layout.BOOTFILE},,{site.address}\n")
-        if "uefi" in chains:
-            out += [f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n",
-                    f"dhcp-boot=tag:bp-http,{http_boot_url(site)}\n",
+        out += _dnsmasq_uefi_boot(spec, site)
+        if "uefi" in chains or "ipxe" in chains:
+            out += [f"dhcp-boot=tag:bp-http,{http_boot_url(spec, site)}\n",
                     f"dhcp-option-force=tag:bp-http,option:vendor-class,{HTTP_CLIENT}\n"]
         for host in served_hosts(spec, site):
             out.append(f"dhcp-host={host.mac},{host.ip},{quoting.dnsmasq_word(host.name)}\n")
@@ -181,28 +236,48 @@ def _kea_macs(macs: list[str]) -> str:
 
 
 def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
-    """One class per chain, mutually exclusive (later classes test membership of earlier ones)."""
+    """One class per boot file, mutually exclusive (later classes test membership of earlier
+    ones, and Kea evaluates them in this order)."""
     chains = spec.loaders.chains
     classes: list[dict[str, Any]] = []
-    not_forced = _forced_any(spec)
-    if "uefi" in chains:
-        arch = " or ".join(f"option[93].hex == 0x{a:04x}" for a in ARCH_UEFI_X64)
-        test = f"({arch})"
-        if not_forced:
-            test += f" and not ({_kea_macs(not_forced)})"
-        if forced(spec, "uefi"):
-            test = f"({test}) or {_kea_macs(forced(spec, 'uefi'))}"
-        classes.append({"name": "bootpack-uefi", "test": test,
-                        "next-server": str(site.address), "boot-file-name": layout.UEFI_BOOTFILE})
-        test = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x} and not member('bootpack-uefi')"
-        if not_forced:
-            test += f" and not ({_kea_macs(not_forced)})"
-        classes.append({"name": "bootpack-http", "test": test, "boot-file-name": http_boot_url(site),
-                        "option-data": [{"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
-    if "bios" in chains and "uefi" in chains:
-        classes.append({"name": "bootpack-bios",
-                        "test": "not member('bootpack-uefi') and not member('bootpack-http')",
-                        "next-server": str(site.address), "boot-file-name": layout.BOOTFILE})
+    if "uefi" not in chains and "ipxe" not in chains:
+        return classes
+    arch = "(" + " or ".join(f"option[93].hex == 0x{a:04x}" for a in ARCH_UEFI_X64) + ")"
+    if not_forced := _forced_any(spec):
+        arch = f"({arch} and not ({_kea_macs(not_forced)}))"
+    earlier: list[str] = []
+
+    def add(name: str, test: str | None, fields: dict[str, Any]) -> None:
+        nots = [f"not member('{c}')" for c in earlier]
+        if test and nots:
+            test = f"({test})"
+        test = " and ".join(([test] if test else []) + nots)
+        classes.append({"name": name, "test": test, **fields})
+        earlier.append(name)
+
+    def tftp(chain: Chain) -> dict[str, Any]:
+        return {"next-server": str(site.address), "boot-file-name": BOOT_FILES[chain]}
+
+    if "ipxe" in chains:
+        mine = f"{arch} or {_kea_macs(m)}" if (m := forced(spec, "ipxe")) else arch
+        add("bootpack-ipxe-script",
+            f"substring(option[77].hex,0,{len(IPXE_USER_CLASS)}) == '{IPXE_USER_CLASS}' and ({mine})",
+            {"boot-file-name": ipxe_script_url(site)})
+    default = uefi_chain(spec, site)
+    for chain in ("uefi", "ipxe"):
+        if chain in chains:
+            # Kea's expressions have no boolean literals: a chain nobody gets has no class.
+            tests = ([arch] if chain == default else []) + \
+                ([_kea_macs(macs)] if (macs := forced(spec, chain)) else [])
+            if tests:
+                add(f"bootpack-{chain}", " or ".join(tests), tftp(chain))
+    http = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x}"
+    if not_forced:
+        http += f" and not ({_kea_macs(not_forced)})"
+    add("bootpack-http", http, {"boot-file-name": http_boot_url(spec, site), "option-data": [
+        {"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
+    if "bios" in chains:
+        add("bootpack-bios", None, tftp("bios"))  # everyone else
     return classes
 
 

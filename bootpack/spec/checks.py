@@ -14,7 +14,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .files import NOT_FOUND, input_file_problem
-from .model import GRUB_UNSAFE_CMDLINE, Spec
+from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Spec
 from .site import Site
 
 # A check sees the spec and the network it is served on: the spec's own for `validate` and
@@ -279,6 +279,21 @@ def cmdlines_suit_every_chain(spec: Spec, site: Site) -> Iterable[str]:
                    "['bios'] if no UEFI machine boots this bundle")
 
 
+def texts_suit_ipxe(spec: Spec, site: Site) -> Iterable[str]:
+    """The ipxe chain renders command lines, labels and the menu title into iPXE scripts."""
+    if "ipxe" not in spec.loaders.chains:
+        return
+    owners = [("menu.title", spec.menu.title)]
+    owners += [(f"entries[{i}].{f}", v) for i, e in enumerate(spec.entries)
+               for f, v in (("cmdline", e.cmdline), ("label", e.label or ""))]
+    owners += [(f"hosts[{i}].cmdline", h.cmdline) for i, h in enumerate(spec.hosts)]
+    for where, text in owners:
+        if any(c in text for c in IPXE_UNSAFE) or {"||", "&&"} & set(text.split()):
+            yield (f"{where}: {text!r} holds '$', a quote, a backslash or a bare || or &&, which "
+                   "iPXE (the ipxe chain) would expand or split; drop them, or remove 'ipxe' "
+                   "from loaders.chains")
+
+
 CHECKS: tuple[Check, ...] = (
     unique_entry_names,
     unique_host_names,
@@ -300,6 +315,7 @@ CHECKS: tuple[Check, ...] = (
     writable_roots_are_nfs_hosts,
     host_chains_are_carried,
     cmdlines_suit_every_chain,
+    texts_suit_ipxe,
 )
 
 

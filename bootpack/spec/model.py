@@ -242,6 +242,8 @@ Cmdline = Annotated[str, AfterValidator(_cmdline), Kind("kernel command line")]
 # GRUB hands a word holding these to the kernel escaped with a backslash, which the kernel does
 # not undo: with the uefi chain a command line holding them would boot changed.
 GRUB_UNSAFE_CMDLINE = "\"'\\"
+# iPXE (the ipxe chain) expands ${...} anywhere in a script line and Debian's build has no quoting.
+IPXE_UNSAFE = "$\"'\\"
 SpecPath = Annotated[str, AfterValidator(_relative_path), Kind("path")]
 ExportPath = Annotated[str, AfterValidator(_export_path), Kind("absolute path")]
 Address = Annotated[IPv4Address, BeforeValidator(_unicast), Kind("IPv4 address")]
@@ -253,8 +255,10 @@ DhcpMode = Literal["server", "proxy", "none"]
 #   bios: pxelinux.0 (option 93 = 0);
 #   uefi: x86-64 UEFI (option 93 = 7 or 9; 16 = UEFI HTTP boot): Debian's signed shim -> network
 #         GRUB -> kernel, over TFTP; boots with Secure Boot on or off.
-Chain = Literal["bios", "uefi"]
-CHAINS: tuple[Chain, ...] = ("bios", "uefi")
+#   ipxe: x86-64 UEFI without Secure Boot: Debian's iPXE (snponly.efi, unsigned) -> iPXE script
+#         -> kernel and initrd over HTTP; the one UEFI chain that works behind a proxy DHCP.
+Chain = Literal["bios", "uefi", "ipxe"]
+CHAINS: tuple[Chain, ...] = ("bios", "uefi", "ipxe")
 
 
 def _chain_list(value: list[Chain]) -> list[Chain]:
@@ -327,7 +331,11 @@ class Loaders(_Section):
         description="bios: pxelinux.0 for legacy BIOS clients (DHCP option 93 = 0); uefi: x86-64 "
         "UEFI clients (option 93 = 7 or 9, and 16 for UEFI HTTP boot) get Debian's signed shim, "
         "which loads Debian's signed network GRUB, which boots the entry's kernel over TFTP: it "
-        "boots with Secure Boot on (a signed kernel is then needed) or off.",
+        "boots with Secure Boot on (a signed kernel is then needed) or off; ipxe: Debian's iPXE "
+        "(snponly.efi, not signed: Secure Boot off only) for x86-64 UEFI, kernel and initrd over "
+        "HTTP. With both uefi and ipxe, option 93 = 7/9 clients get uefi in server mode and ipxe "
+        "in proxy mode (Debian's GRUB cannot boot behind a proxy DHCP), and UEFI HTTP boot "
+        "(option 93 = 16) gets ipxe; hosts[].chain overrides.",
     )
 
 

@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 from typing import Literal
 
-from .model import Spec
+from .model import DhcpMode, Spec
 
 Signature = Literal["signed", "unsigned", "not-pe"]
 _WIN_CERT_REVISION_2 = 0x0200
@@ -54,11 +54,35 @@ def kernel_signature(path: Path) -> Signature:
     return pe_signature(path.read_bytes())
 
 
+def proxy_mode_warnings(spec: Spec, mode: DhcpMode) -> list[str]:
+    """What a UEFI machine gets behind a proxy DHCP (dhcp.mode or serve --dhcp proxy).
+
+    Debian's GRUB 2.06 takes its TFTP server from the LAN server's ACK, not from the proxy offer,
+    so the Secure Boot chain (shim -> GRUB) cannot boot there; iPXE can, but is not signed."""
+    chains = spec.loaders.chains
+    if mode != "proxy" or not ({"uefi", "ipxe"} & set(chains)):
+        return []
+    secure = [e.name for e in spec.entries if e.secure_boot]
+    if "ipxe" in chains:
+        if not secure and "uefi" not in chains:
+            return []
+        return [f"proxy mode: x86-64 UEFI clients get iPXE (not signed), so machines with Secure "
+                f"Boot on cannot boot{' entries ' + ', '.join(secure) if secure else ''} here "
+                "(the firmware refuses iPXE); boot them with the appliance as the DHCP server "
+                "(dhcp.mode = 'server'), give them hosts[].chain = 'uefi' and point the LAN "
+                "server's next-server here, or turn Secure Boot off (see README: UEFI and Secure "
+                "Boot)"]
+    return ["proxy mode: x86-64 UEFI clients get shim and GRUB, but Debian's GRUB then looks for "
+            "grub.cfg on the LAN DHCP server's next-server, not on this server, and stops; add "
+            "'ipxe' to loaders.chains (Secure Boot off), point the LAN server's next-server here, "
+            "or serve in server mode"]
+
+
 def secure_boot_warnings(spec: Spec, base: Path) -> list[str]:
     """A warning for each entry marked secure_boot whose kernel (given as a file) is unsigned.
 
     Kernels of container-built images are only known after the build and are not checked."""
-    warnings = []
+    warnings = proxy_mode_warnings(spec, spec.dhcp.mode)
     for index, entry in enumerate(spec.entries):
         if not entry.secure_boot or entry.image is None:
             continue

@@ -38,7 +38,7 @@ from tests.support.appliance_env import (
 )
 from tests.support.marker import MARKER
 from tests.support.netmarker import LIVE_MARK, NFS_ROOT_MARK
-from tests.support.vm import Firmware, boot_vm, ovmf_available, qemu_available
+from tests.support.vm import HTTP_BOOT_ONLY, Firmware, boot_vm, ovmf_available, qemu_available
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-a{SLOT}"
@@ -125,6 +125,24 @@ def test_uefi_vm_boots_its_entry_through_shim_and_grub(tmp_path: Path, tap: str,
                      "console=ttyS0", "bootpack.entry=marker", "bootpack.host=known", report], cmdline
 
 
+def test_uefi_http_boot_boots_the_menu_default_through_ipxe(tmp_path: Path, tap: str,
+                                                           appliance: str) -> None:
+    """UEFI HTTP boot (PXE switched off in OVMF): the firmware sends option 93 = 16 and vendor
+    class HTTPClient, dhcpd answers with option 60 HTTPClient and the URL of snponly.efi, iPXE
+    DHCPs again (93 = 7, user class iPXE) and gets its script; an unknown MAC gets the menu,
+    whose default boots after its 1 s timeout."""
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    boot = boot_vm(tmp_path / "serial.log", "52:54:00:a7:01:16", f"{MARKER} done", tap=tap,
+                   timeout=300, firmware="uefi", extra_args=HTTP_BOOT_ONLY)
+    print(f"\nUEFI HTTP boot (unknown host, iPXE menu): {'marker' if boot.found else 'NO marker'} "
+          f"after {boot.seconds:.1f} s")
+    assert boot.found, boot.log[-4000:]
+    assert "PXE" not in boot.log.split("HTTP Boot", 1)[0]  # no PXE attempt before HTTP boot
+    assert f"URI: http://{appliance}/snponly.efi" in boot.log, boot.log[:3000]
+    assert "bootpack.entry=marker" in boot.log and "bootpack.host" not in boot.log
+
+
 PROXY_TAP = f"bptap-a{SLOT}x"
 
 
@@ -169,15 +187,21 @@ def test_proxy_mode_boots_bios(tmp_path: Path, proxy_lan: tuple[BootNet, str, st
     assert "bootpack.host=known" in boot.log
 
 
-def test_proxy_mode_uefi_gets_shim_and_grub_from_the_appliance(
+def test_proxy_mode_uefi_boots_its_entry_through_ipxe(
         tmp_path: Path, proxy_lan: tuple[BootNet, str, str]) -> None:
-    """OVMF takes the loader and server from the proxy offer, shim fetches GRUB from the same
-    server, GRUB starts. Known limit, documented: Debian's GRUB 2.06 then takes its TFTP server
-    from the LAN server's DHCP ACK (its next-server), not from the proxy offer, so it reaches
-    grub.cfg only when the LAN server's next-server is the appliance."""
-    _net, _address, tap = proxy_lan
-    boot = boot_vm(tmp_path / "serial.log", KNOWN_MAC, "Welcome to GRUB!", tap=tap, timeout=240,
-                   firmware="uefi")
-    print(f"\nproxy mode, UEFI: {'GRUB' if boot.found else 'NO GRUB'} after {boot.seconds:.1f} s")
-    assert boot.found, boot.log[-3000:]
-    assert "NBP filename is bootx64.efi" in boot.log
+    """UEFI behind a proxy DHCP: the bundle carries ipxe, so OVMF's own PXE (option 93 = 7, no
+    user class) gets snponly.efi from the proxy offer; iPXE DHCPs again with user class "iPXE"
+    and gets the script URL (not itself: no loop), then boots the known host's entry with kernel
+    and initrd over HTTP. (Debian's GRUB would stop here: it takes its TFTP server from the LAN
+    server's ACK.)"""
+    _net, address, tap = proxy_lan
+    boot = _boot(tmp_path, tap, KNOWN_MAC, f"{MARKER} done", "proxy mode, UEFI (iPXE)",
+                 firmware="uefi")
+    assert "NBP filename is snponly.efi" in boot.log
+    cmdline = next(line for line in boot.log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    # iPXE passes the kernel image's name first, as GRUB passes BOOT_IMAGE=
+    assert cmdline.split()[2:] == ["vmlinuz", "initrd=initrd.img", "console=ttyS0",
+                                   "bootpack.entry=marker",
+                                   "bootpack.host=known",
+                                   f"bootpack.report=http://{address}/bootpack/up/marker"], cmdline
+    assert boot.log.count("NBP filename") == 1  # iPXE was not handed itself again

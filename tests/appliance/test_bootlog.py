@@ -3,7 +3,11 @@
 appliance-boot.log is the container log of test_status's boot of the known host (a marker VM,
 dhcpd server mode): dhcpd, tftpd (through the syslog listener) and nginx with bootpack's
 access format, as the supervisor prefixes them. dnsmasq-proxy.log is a proxy-mode appliance
-answering a PXE client (the DHCP probe with --pxe).
+answering a PXE client (the DHCP probe with --pxe). nfs-mount.log is a server-mode appliance with
+boot tracking on (Ganesha's CLIENTID at DEBUG, rpcbind -d) while the host `nfshost` (a marker VM)
+mounts its NFSv4.1 root, the health check lists the export every 10 s (libnfs, NFSv4.0, from the
+appliance's own address) and `nfs-ls` on the test host lists it over NFSv3 (libnfs: its MOUNT
+lookup through rpcbind) and NFSv4.0; recorded before the supervisor hid the debug noise.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from pathlib import Path
 from bootpack.appliance.bootlog import (
     DhcpEvent,
     FileEvent,
+    NfsMount,
     TftpError,
     config_mac,
     file_kind,
     image_of,
+    is_tracking_noise,
     parse_line,
 )
 from bootpack.appliance.metrics import Metrics
@@ -73,6 +79,12 @@ def test_kinds_from_the_bundle_layout() -> None:
         ["loader", "loader", "config", "config", "kernel", "initrd", "initrd", "root", "other", "other"]
     assert config_mac("pxelinux.cfg/01-52-54-00-a7-00-01") == "52:54:00:a7:00:01"
     assert config_mac("pxelinux.cfg/C0A80A") is None
+    # the ipxe chain: snponly.efi is the loader, its scripts are its config
+    assert [file_kind(p) for p in ("snponly.efi", "ipxe/boot.ipxe", "ipxe/default.ipxe",
+                                   "ipxe/hosts/52-54-00-a7-00-01.ipxe")] == \
+        ["loader", "config", "config", "config"]
+    assert config_mac("/ipxe/hosts/52-54-00-a7-00-01.ipxe") == "52:54:00:a7:00:01"
+    assert config_mac("ipxe/default.ipxe") is None
     assert image_of("/images/marker/vmlinuz") == "marker" and image_of("pxelinux.0") is None
 
 
@@ -113,3 +125,60 @@ def test_dnsmasq_proxy_lines() -> None:
     events = [parse_line(s, t) for s, t in recorded("dnsmasq-proxy.log")]
     assert [e for e in events if e is not None] == [
         DhcpEvent(message="pxe", mac="52:54:00:a7:0e:0e", mode="proxy")]
+
+
+NFS_MAC = "52:54:00:a7:00:03"
+
+
+def test_ganesha_and_rpcbind_lines() -> None:
+    head = ("22/11/2026 22:03:26 : epoch 6b036642 : 2bc5221cd373 : nfs-ganesha-34[::ffff:10.75.134.100] "
+            "[svc_11] ./src/Protocols/NFS/nfs4_op_create_session.c:146 :nfs4_op_create_session "
+            ":CLIENT ID :DEBUG :")
+    assert parse_line("nfs", head + "CREATE_SESSION client addr=::ffff:10.75.134.100 clientid=Epoch="
+                      "0x6b036642 Counter=0x0000000b -------------------") == \
+        NfsMount(client="10.75.134.100", version="4.1+", how="CREATE_SESSION")
+    assert parse_line("nfs", head + "SETCLIENTID_CONFIRM client addr=::ffff:10.0.0.9 clientid=x") == \
+        NfsMount(client="10.0.0.9", version="4.0", how="SETCLIENTID_CONFIRM")
+    assert parse_line("rpcbind", "rpcbind: PMAP_GETPORT req for (100005, 3, tcp) from 10.75.134.1.2.9 :") \
+        == NfsMount(client="10.75.134.1", version="3", how="MOUNT v3/tcp lookup (PMAP_GETPORT)")
+    assert parse_line("rpcbind", "rpcbind: RPCB_GETADDR req for (100005, 3, udp) from 10.0.0.7.3.1: ") \
+        == NfsMount(client="10.0.0.7", version="3", how="MOUNT v3/udp lookup (RPCB_GETADDR)")
+    # the NFS program itself, and Ganesha registering its MOUNT service, are no mount
+    assert parse_line("rpcbind", "rpcbind: PMAP_GETPORT req for (100003, 3, tcp) from 10.0.0.7.2.11 :") \
+        is None
+    assert parse_line("rpcbind", "rpcbind: RPCB_SET request for (100005, 3, tcp, 0.0.0.0.162.39) :") is None
+    assert parse_line("nfs", head + "EXCHANGE_ID pnfs_flags 0x00060000 eia_flags 0x00000101") is None
+
+
+def test_the_recorded_nfs_mount_and_its_noise() -> None:
+    lines = recorded("nfs-mount.log")
+    events = [e for e in (parse_line(s, t) for s, t in lines) if e is not None]
+    mounts = [e for e in events if isinstance(e, NfsMount)]
+    assert {(m.client, m.version) for m in mounts} == {
+        ("10.75.134.10", "4.0"),  # the health check, from the appliance's own address
+        ("10.75.134.100", "4.1+"),  # the VM's kernel mounting its root
+        ("10.75.134.1", "3"), ("10.75.134.1", "4.0")}  # nfs-ls on the test host
+    # the debug output tracking turns on stays out of the container log; events and the daemons'
+    # own messages stay in it
+    hidden = [(s, t) for s, t in lines if is_tracking_noise(s, t)]
+    assert len(hidden) > 100
+    assert all(parse_line(s, t) is None for s, t in hidden)
+    assert not [t for s, t in hidden if s not in ("nfs", "rpcbind")]
+    assert not [t for s, t in hidden if ":EVENT :" in t or ":CRIT :" in t or ":WARN :" in t]
+    # replayed: nfshost's boot reaches `root` by its NFS mount; the health check starts no boot
+    spec = parse_spec({"schema": 1, "bundle": {"name": "b", "version": "1.0.0"},
+                       "server": {"address": "10.75.134.10"},
+                       "dhcp": {"mode": "none", "subnet": "10.75.134.0/25"},
+                       "images": {"marker": {"kernel": "vmlinuz", "initrd": "initrd.img"}},
+                       "entries": [{"name": "shared", "image": "marker", "root": "nfs"}],
+                       "hosts": [{"name": "nfshost", "mac": NFS_MAC}]})
+    metrics = Metrics(["shared"])
+    timeline = Timeline(spec, own_address="10.75.134.10", file_size=lambda p: 1000, listener=metrics)
+    for event in events:
+        timeline.feed(event)
+    [host] = timeline.view()
+    assert host.name == "nfshost" and host.stage == "root"
+    assert list(host.boots[-1].stages)[-3:] == ["kernel", "initrd", "root"]
+    root = [e for e in host.boots[-1].events if e.stage == "root"]
+    assert [e.detail for e in root] == ["nfs v4.1+ mount by 10.75.134.100 (CREATE_SESSION)"]
+    assert b'bootpack_files_served_total{kind="root",protocol="nfs"} 3.0' in metrics.exposition()

@@ -235,8 +235,20 @@ def test_dhcp_offer_for_uefi_http_boot_is_a_url(client: docker.DockerClient, net
                                                 address: str) -> None:
     offers = dhcp_offers(client, net, "52:54:00:a7:0f:30", pxe=True, arch=16)
     assert len(offers) == 1, offers
-    assert offers[0]["file"] == f"http://{address}/bootx64.efi"
+    assert offers[0]["file"] == f"http://{address}/snponly.efi"  # the bundle carries ipxe
     assert offers[0]["vendor_class"] == "HTTPClient"  # firmware ignores an HTTP offer without it
+
+
+@pytest.mark.parametrize(("arch", "expected"), [(7, "ipxe/boot.ipxe"), (0, "pxelinux.0")])
+def test_ipxe_asking_again_gets_its_script_not_itself(client: docker.DockerClient, net: BootNet,
+                                                      address: str, arch: int, expected: str) -> None:
+    """Trap T3, against the real dhcpd: a UEFI client with user class iPXE gets the script URL
+    (handed snponly.efi again, Debian's iPXE would loop); a BIOS iPXE ROM still gets pxelinux."""
+    offers = dhcp_offers(client, net, f"52:54:00:a7:0f:{arch + 64:02x}", pxe=True, arch=arch,
+                         user_class="iPXE")
+    assert len(offers) == 1, offers
+    wanted = f"http://{address}/{expected}" if arch else expected
+    assert offers[0]["file"] == wanted, offers
 
 
 def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> None:
@@ -244,6 +256,10 @@ def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> N
     assert shim[:2] == b"MZ" and len(shim) > 500_000
     grub = urllib.request.urlopen(f"http://{address}/grub/grub.cfg", timeout=10).read().decode()
     assert f"configfile '/grub/hosts/{KNOWN_MAC}.cfg'" in grub
+    ipxe = urllib.request.urlopen(f"http://{address}/snponly.efi", timeout=10).read()
+    assert ipxe[:2] == b"MZ" and len(ipxe) > 100_000
+    script = urllib.request.urlopen(f"http://{address}/ipxe/boot.ipxe", timeout=10).read().decode()
+    assert script.startswith("#!ipxe\n") and f"chain http://{address}/ipxe/default.ipxe" in script
 
 
 def test_dhcp_known_mac_gets_its_fixed_address(client: docker.DockerClient, net: BootNet,
@@ -356,9 +372,14 @@ def test_proxy_mode_offers_boot_data_and_no_address(client: docker.DockerClient,
         uefi = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:10", pxe=True, arch=7)
         assert uefi and all(o["yiaddr"] == "0.0.0.0" and o["vendor_class"] == "PXEClient"
                             for o in uefi), uefi
-        # no PXE menu for UEFI: the proxy offer itself names the loader and the server
-        assert all(o["file"] == "bootx64.efi" and o["siaddr"] == address for o in uefi), uefi
+        # no PXE menu for UEFI: the proxy offer itself names the loader and the server; the
+        # bundle carries ipxe, which (unlike Debian's GRUB) can boot behind a proxy DHCP
+        assert all(o["file"] == "snponly.efi" and o["siaddr"] == address for o in uefi), uefi
         print(f"\nproxy offers, BIOS: {offers}\nUEFI: {uefi}")
+        # iPXE asking again through the proxy gets its script's URL, not snponly.efi (trap T3)
+        ipxe = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:11", pxe=True, arch=7,
+                           user_class="iPXE")
+        assert ipxe and all(o["file"] == f"http://{address}/ipxe/boot.ipxe" for o in ipxe), ipxe
         assert not dhcp_offers(client, proxy_net, "52:54:00:a7:0e:0f", pxe=False, timeout=3)
         assert "dnsmasq" in container.logs().decode()
     finally:

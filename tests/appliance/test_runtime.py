@@ -122,6 +122,8 @@ def test_runtime_files_and_services() -> None:
     nfsv4 = ganesha[ganesha.index("NFSV4 {"):]
     nfsv4 = nfsv4[:nfsv4.index("}")]
     assert "Only_Numeric_Owners = true;" in nfsv4 and "Allow_Numeric_Owners = true;" in nfsv4
+    # boot tracking off: no debug output asked of Ganesha or rpcbind
+    assert "LOG {" not in ganesha and "-d" not in next(s for s in rt.services if s.name == "rpcbind").argv
     host_b = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-02"]
     assert "root=nfs4:192.168.50.9:/var/lib/bootpack/hosts/b:vers=4,tcp" in host_b and " rw" in host_b
     host_a = rt.files["tftpboot/pxelinux.cfg/01-52-54-00-00-00-01"]
@@ -286,3 +288,33 @@ def test_nginx_logs_for_the_timeline_and_proxies_the_status_site(tmp_path: Path)
         result = subprocess.run(["nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-e", "stderr"],
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+def test_ipxe_scripts_follow_the_runtime_address_and_proxy_mode_warns() -> None:
+    """iPXE scripts carry the server's URL: serve renders them for its own address, nginx serves
+    them from the runtime dir, and proxy mode hands UEFI clients iPXE, with a warning for Secure
+    Boot machines."""
+    spec = make_spec(loaders={"chains": ["bios", "uefi", "ipxe"]})
+    rs = runtime_site(spec, root="/srv/bootpack", address=IPv4Interface("10.2.0.3/24"), mode="proxy")
+    rt = render_runtime(spec, rs.site, PATHS, "eth0")
+    assert "chain http://10.2.0.3/ipxe/default.ipxe" in rt.files["tftpboot/ipxe/boot.ipxe"]
+    assert "root=nfs4:10.2.0.3:" in rt.files["tftpboot/ipxe/hosts/52-54-00-00-00-01.ipxe"]
+    assert "location /ipxe/ {\n            root /run/bootpack/tftpboot;" in rt.files["nginx.conf"]
+    conf = rt.files["dnsmasq.conf"]
+    assert "dhcp-boot=tag:bp-ipxe,snponly.efi,,10.2.0.3\n" in conf
+    assert "dhcp-boot=tag:bp-ipxe-script,http://10.2.0.3/ipxe/boot.ipxe\n" in conf
+    assert any("Secure Boot on cannot boot" in w for w in rs.warnings), rs.warnings
+    # without ipxe, the warning says GRUB stops behind a proxy and what to do
+    plain = runtime_site(make_spec(), root="/b", address=IPv4Interface("10.2.0.3/24"), mode="proxy")
+    assert any("add 'ipxe' to loaders.chains" in w for w in plain.warnings), plain.warnings
+    server = runtime_site(spec, root="/b", address=IPv4Interface("10.2.0.3/24"))
+    assert not any("proxy" in w for w in server.warnings)
+
+
+def test_boot_tracking_asks_ganesha_and_rpcbind_for_the_mount_lines() -> None:
+    spec = make_spec()
+    site = runtime_site(spec, root="/srv/bootpack", address=IPv4Interface("192.168.50.9/24"),
+                        host_roots="/var/lib/bootpack/hosts").site
+    rt = render_runtime(spec, site, PATHS, "eth1", status_port=8099)
+    assert "COMPONENTS { CLIENTID = DEBUG; }" in rt.files["ganesha.conf"]
+    assert next(s for s in rt.services if s.name == "rpcbind").argv[-1] == "-d"

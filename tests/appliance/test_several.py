@@ -50,7 +50,9 @@ from tests.support.vm import boot_vm, qemu_available
 pytestmark = [pytest.mark.docker,
               pytest.mark.skipif(not registry_available(), reason="needs docker-registry")]
 
-GENERIC = "bp-appl-several:test"  # this module's own tag: other test sessions bake bp-appl-test
+# this module's own tag: other test sessions bake bp-appl-test (BOOTPACK_TEST_GENERIC_IMAGE: another
+# tag, so concurrent sessions on one engine never run each other's)
+GENERIC = os.environ.get("BOOTPACK_TEST_GENERIC_IMAGE") or "bp-appl-several:test"
 BUSYBOX = Path("/bin/busybox")  # busybox-static (scripts/install --test)
 UDHCPC_SCRIPT = """#!/busybox sh
 [ "$1" = bound ] && echo "BOUND ip=$ip serverid=$serverid siaddr=$siaddr boot_file=$boot_file"
@@ -374,6 +376,26 @@ def test_proxy_fleet_boots_a_vm(fleet: Fleet, tmp_path: Path) -> None:
     print(f"\nVM through the proxy fleet: {'marker' if boot.found else 'NO marker'} after "
           f"{boot.seconds:.1f} s")
     assert boot.found, boot.log[-4000:]
+    # Its boot timeline, from the proxy that served it (both answered its PXE DHCP; the ROM took
+    # one): DHCP stages from dnsmasq's proxy answers, the rest as in server mode, then `up`.
+    hosts = {}
+    for proxy in fleet.proxies:
+        code, out = proxy.exec_run(["bootpack", "status", "--json"])
+        assert code == 0, out
+        report = json.loads(out)
+        assert report["mode"] == "proxy"
+        hosts[proxy.name] = next(h for h in report["hosts"] if h["mac"] == "52:54:00:a7:0f:02")
+    served = [h for h in hosts.values() if "loader" in h["boots"][-1]["stages"]]
+    assert len(served) == 1, hosts
+    [host] = served
+    boot_view = host["boots"][-1]
+    print(f"proxy-mode timeline: {boot_view['stages']}")
+    assert (host["known"], host["entry"], host["state"], boot_view["config"]) == \
+        (False, "marker", "up", "default")
+    assert list(boot_view["stages"]) == ["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader", "config",
+                                         "kernel", "initrd", "up"], boot_view["stages"]
+    dhcp = [e["detail"] for e in boot_view["events"] if e["stage"].startswith("dhcp-")]
+    assert dhcp[0] == "proxy pxe" and all(d.startswith("proxy ") for d in dhcp), dhcp
 
 
 def test_ha_primary_comes_back_and_gets_the_standbys_leases(pair: Pair) -> None:

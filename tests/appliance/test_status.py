@@ -6,10 +6,14 @@ marker VMs through a tap on its bridge:
 1. the known host `known` boots its entry while headless chromium shows the dashboard: the row
    reaches "up" on screen (the netmarker initrd reports up with busybox wget, as the report unit
    of a built image does);
-2. the kernel is removed from the appliance's TFTP root, and a VM with an unknown MAC boots: it
+2. the known host `nfshost` boots its `nfs` entry: the netmarker initrd mounts the NFS root
+   (NFSv4.1, Ganesha's CREATE_SESSION is its `root` stage) and the root's /init reports up;
+3. the kernel is removed from the appliance's TFTP root, and a VM with an unknown MAC boots: it
    gets DHCP, pxelinux and the default menu, fails to load the kernel and stalls at `config`.
 
-Then dhcpd is killed once: the timeline survives the daemon's restart.
+`bootpack status --watch` runs against it until SIGINT. Then dhcpd is killed once: the timeline
+survives the daemon's restart. (Proxy mode's timeline: tests/appliance/test_several.py, on the
+proxy fleet's VM boot.)
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +41,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.appliance_env import (
     KNOWN_MAC,
+    NFS_MAC,
     SLOT,
     BootNet,
     start_appliance,
@@ -44,7 +51,7 @@ from tests.support.appliance_env import (
 )
 from tests.support.browser import browser_available, headless_chromium
 from tests.support.marker import MARKER
-from tests.support.netmarker import UP_MARK
+from tests.support.netmarker import NFS_ROOT_MARK, UP_MARK
 from tests.support.vm import boot_vm
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
@@ -204,6 +211,25 @@ def test_a_known_host_boots_to_up_on_the_dashboard(tmp_path: Path, tap: str,
     assert host["ip"] and host["ip"].startswith(f"10.76.{SLOT}.")
 
 
+def test_an_nfs_root_mount_is_the_root_stage(tmp_path: Path, tap: str,
+                                             appliance: tuple[str, Container]) -> None:
+    address, container = appliance
+    boot = boot_vm(tmp_path / "serial.log", NFS_MAC, f"{MARKER} done", tap=tap, timeout=240)
+    assert boot.found and NFS_ROOT_MARK in boot.log and UP_MARK in boot.log, boot.log[-3000:]
+    print(f"\nnfs root boot to up: {boot.seconds:.1f} s")
+    host = _host(_status_json(address), NFS_MAC)
+    assert (host["name"], host["entry"], host["state"]) == ("nfshost", "shared", "up")
+    current = host["boots"][-1]
+    expected = ["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader", "config", "kernel", "initrd",
+                "root", "up"]
+    assert list(current["stages"]) == expected, current["stages"]
+    [root] = [e for e in current["events"] if e["stage"] == "root"]
+    assert root["detail"] == f"nfs v4.1+ mount by {host['ip']} (CREATE_SESSION)"
+    # the debug output asked of Ganesha for this stays out of the container log
+    logs = container.logs().decode()
+    assert "CREATE_SESSION client addr=" in logs and ":CLIENT ID :DEBUG :Created client" not in logs
+
+
 def test_an_unknown_mac_without_kernel_stalls(tmp_path: Path, tap: str,
                                               appliance: tuple[str, Container]) -> None:
     address, container = appliance
@@ -249,10 +275,40 @@ def test_metrics_count_the_boots(appliance: tuple[str, Container]) -> None:
     assert value("bootpack_files_served_total", protocol="tftp", kind="config") >= 2
     assert value("bootpack_files_served_bytes_total", protocol="tftp", kind="kernel") > 1_000_000
     assert value("bootpack_file_errors_total", protocol="tftp", kind="kernel") >= 1
-    assert value("bootpack_hosts", state="up") == 1 and value("bootpack_hosts", state="stalled") == 1
+    assert value("bootpack_files_served_total", protocol="nfs", kind="root") >= 1
+    assert value("bootpack_boots_completed_total", entry="shared") == 1
+    assert value("bootpack_hosts", state="up") == 2 and value("bootpack_hosts", state="stalled") == 1
     assert value("bootpack_health_check_ok", check="tftp") == 1
     assert value("bootpack_daemon_up", service="dhcpd") == 1
     assert not [k for k in m if "mac" in dict(k[1])]  # bounded labels: no MACs
+
+
+def test_status_watch_redraws_until_interrupted(appliance: tuple[str, Container]) -> None:
+    address, _ = appliance
+    watch = subprocess.Popen([sys.executable, "-m", "bootpack", "status", "--server", f"http://{address}",
+                              "--token", TOKEN, "--watch", "--interval", "0.5"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert watch.stdout is not None
+        out = b""
+        deadline = time.monotonic() + 60
+        while out.count(b"\x1b[H\x1b[2J") < 3 and time.monotonic() < deadline:
+            if select.select([watch.stdout], [], [], 1)[0]:
+                chunk = os.read(watch.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                out += chunk
+        frames = out.decode().split("\x1b[H\x1b[2J")[1:]
+        assert len(frames) >= 3, out.decode()[-2000:]
+        assert all("appliance-test 1.0.0" in f and KNOWN_MAC in f for f in frames[:2])
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode in (0, 130), err.decode()
+    assert b"Traceback" not in err, err.decode()
+    print(f"\n`bootpack status --watch`: {len(frames)} redraws, then SIGINT: exit {watch.returncode}")
 
 
 def test_the_timeline_survives_a_daemon_restart(appliance: tuple[str, Container]) -> None:

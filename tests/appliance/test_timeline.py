@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bootpack.appliance.bootlog import DhcpEvent, FileEvent, TftpError, file_kind
+from bootpack.appliance.bootlog import DhcpEvent, FileEvent, NfsMount, TftpError, file_kind
 from bootpack.appliance.metrics import Metrics
 from bootpack.appliance.state import DaemonState
 from bootpack.appliance.status import stage_times, status_url, table
@@ -149,7 +155,7 @@ def test_proxy_mode_events_advance_the_dhcp_stages() -> None:
                             bootfile="pxelinux.0"))
     timeline.feed(tftp("192.168.1.50", "pxelinux.0"))
     [host] = timeline.view()
-    assert list(host.boots[-1].stages) == ["dhcp-offer", "dhcp-ack", "loader"]
+    assert list(host.boots[-1].stages) == ["dhcp-discover", "dhcp-offer", "dhcp-ack", "loader"]
 
 
 def site() -> tuple[StatusSite, Timeline, Clock]:
@@ -286,5 +292,76 @@ def test_proxy_mode_learns_the_ip_from_the_per_host_config_request() -> None:
     [host] = timeline.view()
     assert host.mac == STRANGER and host.stage == "config" and host.boots[-1].config == "default"
     boot = host.boots[-1]
-    assert list(boot.stages) == ["dhcp-offer", "loader", "config"] and boot.stages["loader"] == 5.0
-    assert boot.events[1].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
+    assert list(boot.stages) == ["dhcp-discover", "dhcp-offer", "loader", "config"]
+    assert boot.stages["loader"] == 5.0
+    assert boot.events[2].seconds == 1.0  # pxelinux.0 took until ldlinux.c32 was asked for
+
+
+def test_an_nfs_mount_is_the_root_stage_once_and_never_starts_a_boot() -> None:
+    timeline, metrics, clock = store()
+    pxe_boot(timeline, clock, KNOWN, "10.0.0.100", f"pxelinux.cfg/01-{KNOWN.replace(':', '-')}")
+    for path in ("images/marker/vmlinuz", "images/marker/initrd.img"):
+        timeline.feed(tftp("10.0.0.100", path))
+        clock.now += 2
+    timeline.feed(NfsMount(client="10.0.0.2", version="4.0", how="SETCLIENTID_CONFIRM"))  # own
+    timeline.feed(NfsMount(client="10.0.0.77", version="3", how="MOUNT lookup"))  # no MAC known
+    timeline.feed(NfsMount(client="10.0.0.100", version="3", how="MOUNT v3/tcp lookup (PMAP_GETPORT)"))
+    clock.now += 1
+    timeline.feed(NfsMount(client="10.0.0.100", version="3", how="again"))
+    [host] = timeline.view()
+    assert host.stage == "root" and [e.detail for e in host.boots[-1].events if e.stage == "root"] == \
+        ["nfs v3 mount by 10.0.0.100 (MOUNT v3/tcp lookup (PMAP_GETPORT))"]
+    assert timeline.report_up("10.0.0.100")
+    timeline.feed(NfsMount(client="10.0.0.100", version="4.1+", how="CREATE_SESSION"))  # reconnect
+    [host] = timeline.view()
+    assert host.state == "up" and len(host.boots) == 1
+    assert samples(metrics)[("bootpack_files_served_total", (("kind", "root"), ("protocol", "nfs")))] == 4
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nobody listens there once the socket is closed
+
+
+def test_status_watch_of_an_unreachable_appliance_is_an_error_not_a_traceback(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from bootpack.cli import main
+
+    assert main(["status", "--watch", "--server", f"http://127.0.0.1:{_closed_port()}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("bootpack: error: http://127.0.0.1:")
+    assert "cannot reach the appliance" in err and "Traceback" not in err
+
+
+def _read_until(stream: int, wanted: bytes, timeout: float = 30) -> bytes:
+    out = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in out and time.monotonic() < deadline:
+        if select.select([stream], [], [], 0.5)[0]:
+            chunk = os.read(stream, 65536)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_status_watch_keeps_polling_an_appliance_that_stops_answering() -> None:
+    web, timeline, clock = site()
+    pxe_boot(timeline, clock, STRANGER, "10.0.0.101", "pxelinux.cfg/default")
+    port = web.start(0)
+    watch = subprocess.Popen([sys.executable, "-m", "bootpack", "status", "--watch", "--interval",
+                              "0.2", "--server", f"http://127.0.0.1:{port}", "--token", "s3cret"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert watch.stdout is not None
+        assert STRANGER.encode() in _read_until(watch.stdout.fileno(), STRANGER.encode())
+        web.close()  # the appliance restarts: the watch shows it and goes on polling
+        assert b"retrying" in _read_until(watch.stdout.fileno(), b"retrying")
+        assert watch.poll() is None
+        watch.send_signal(signal.SIGINT)
+        _, err = watch.communicate(timeout=30)
+    finally:
+        if watch.poll() is None:
+            watch.kill()
+    assert watch.returncode == 0 and b"Traceback" not in err, err.decode()

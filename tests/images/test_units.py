@@ -345,3 +345,30 @@ def test_boot_report_unit_reports_up_with_bash_alone(tmp_path: Path) -> None:
     # without bootpack.report= it does nothing
     cmdline.write_text("console=ttyS0\n")
     assert subprocess.run(["/bin/bash", "-c", script], env={"PATH": str(tools)}, timeout=5).returncode == 0
+
+
+def _build_slowly_in_another_process(root: str, log: str) -> bool:
+    def build(out: Path) -> None:
+        with open(log, "a") as f:
+            f.write("built\n")
+        import time
+
+        time.sleep(1)  # long enough for the other process to find the step missing too
+        (out / "result").write_text("x")
+
+    return Cache(Path(root)).get_or_build("step", {"a": 1}, build).hit
+
+
+def test_cache_two_processes_build_a_missing_step_once(tmp_path: Path) -> None:
+    """Parallel builds (two terminals, test workers) take turns on the step's lock: the second
+    reuses what the first built."""
+    import multiprocessing
+
+    log = tmp_path / "log"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        hits = pool.starmap(_build_slowly_in_another_process,
+                            [(str(tmp_path / "cache"), str(log))] * 2)
+    assert log.read_text() == "built\n" and sorted(hits) == [False, True]
+    assert len(Cache(tmp_path / "cache").entries()) == 1
+    Cache(tmp_path / "cache").prune()
+    assert not list((tmp_path / "cache" / "steps").glob(".*.lock"))

@@ -39,7 +39,7 @@ def test_isc_has_pxe_boot_data_and_a_fixed_address_per_host() -> None:
 def test_isc_chooses_the_loader_by_option_93() -> None:
     text = render_isc(*lab())
     assert "option bootpack-arch code 93 = unsigned integer 16;" in text
-    assert ("  if option bootpack-arch = 00:07 or option bootpack-arch = 00:09 {\n"
+    assert ("  if (option bootpack-arch = 00:07 or option bootpack-arch = 00:09) {\n"
             '    filename "bootx64.efi";\n'
             "  } elsif option bootpack-arch = 00:10 {\n"
             '    option vendor-class-identifier "HTTPClient";\n'
@@ -57,7 +57,7 @@ def test_isc_chooses_the_loader_by_option_93() -> None:
 def test_a_forced_host_gets_its_chain_whatever_its_architecture() -> None:
     text = render_isc(*lab(force="bios"))
     assert ('  if hardware = 01:52:54:00:00:00:02 {\n    filename "pxelinux.0";\n'
-            "  } elsif option bootpack-arch = 00:07") in text
+            "  } elsif (option bootpack-arch = 00:07") in text
     dnsmasq = render_dnsmasq(*lab(force="uefi"))
     assert "dhcp-mac=set:bp-force-uefi,52:54:00:00:00:02\n" in dnsmasq
     assert "tag-if=set:bp-uefi,tag:bp-force-uefi\n" in dnsmasq
@@ -115,7 +115,8 @@ def _needs(program: str) -> None:
         pytest.fail(f"{program} not installed: run scripts/install --test")
 
 
-CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",)]
+CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",), ("ipxe", "bios", "uefi"), ("ipxe",),
+              ("uefi", "ipxe")]
 
 
 @pytest.mark.parametrize("chains", CHAIN_SETS)
@@ -196,3 +197,53 @@ def test_the_daemons_reject_a_broken_architecture_rule(tmp_path: Path) -> None:
     kea.write_text(render_kea(*lab()).replace("member('bootpack-uefi')", "member(bootpack-uefi)"))
     result = _check(["kea-dhcp4", "-t", str(kea)])
     assert result.returncode != 0
+
+
+IPXE = ("bios", "uefi", "ipxe")
+
+
+def test_ipxe_is_handed_its_script_never_itself() -> None:
+    """Trap T3: Debian's iPXE DHCPs again and, handed snponly.efi, would load itself forever.
+    Every server matches its user class "iPXE" (UEFI clients) and hands it the script URL."""
+    isc = render_isc(*lab(chains=IPXE))
+    script = 'filename "http://10.0.2.2/ipxe/boot.ipxe";'
+    rule = ('  if exists user-class and option user-class = "iPXE" and (option bootpack-arch = '
+            f'00:07 or option bootpack-arch = 00:09) {{\n    {script}\n')
+    assert isc.index(rule) < isc.index('filename "bootx64.efi"')  # first match wins
+    assert 'filename "http://10.0.2.2/snponly.efi";' in isc  # UEFI HTTP boot gets iPXE
+    dnsmasq = render_dnsmasq(*lab(chains=IPXE))
+    assert "dhcp-userclass=set:bp-ipxe-client,iPXE\n" in dnsmasq
+    assert "dhcp-boot=tag:bp-ipxe-script,http://10.0.2.2/ipxe/boot.ipxe\n" in dnsmasq
+    # the binary's tags exclude the script's: dnsmasq never offers both
+    assert "tag-if=set:bp-ipxe,tag:bp-force-ipxe,tag:!bp-ipxe-script\n" in dnsmasq
+    assert "tag-if=set:bp-uefi,tag:bp-arch-uefi,tag:!bp-forced,tag:!bp-ipxe-script\n" in dnsmasq
+    classes = json.loads(render_kea(*lab(chains=IPXE)))["Dhcp4"]["client-classes"]
+    assert classes[0]["name"] == "bootpack-ipxe-script"
+    assert classes[0]["test"].startswith("substring(option[77].hex,0,4) == 'iPXE' and ")
+    assert all("not member('bootpack-ipxe-script')" in c["test"] for c in classes[1:])
+
+
+def test_uefi_pxe_gets_shim_in_server_mode_and_ipxe_in_proxy_mode() -> None:
+    """Debian's GRUB cannot boot behind a proxy DHCP, iPXE can; shim boots with Secure Boot on."""
+    server = render_dnsmasq(*lab(chains=IPXE))
+    assert "tag-if=set:bp-uefi,tag:bp-arch-uefi," in server
+    proxy = render_dnsmasq(*lab("proxy", chains=IPXE))
+    assert "tag-if=set:bp-ipxe,tag:bp-arch-uefi,tag:!bp-forced,tag:!bp-ipxe-script\n" in proxy
+    assert "dhcp-boot=tag:bp-ipxe,snponly.efi,,10.0.2.2\n" in proxy
+    assert "dhcp-boot=tag:bp-ipxe-script,http://10.0.2.2/ipxe/boot.ipxe\n" in proxy
+    only_ipxe = render_isc(*lab(chains=("bios", "ipxe")))
+    assert "bootx64.efi" not in only_ipxe and 'filename "snponly.efi";' in only_ipxe
+
+
+def test_a_host_forced_to_ipxe_gets_the_binary_then_the_script() -> None:
+    isc = render_isc(*lab(chains=IPXE, force="ipxe"))
+    hw = "hardware = 01:52:54:00:00:00:02"
+    assert (f'  if exists user-class and option user-class = "iPXE" and ({hw}) {{\n'
+            '    filename "http://10.0.2.2/ipxe/boot.ipxe";\n'
+            f'  }} elsif ({hw}) {{\n    filename "snponly.efi";\n') in isc
+    kea = {c["name"]: c for c in json.loads(render_kea(*lab(chains=IPXE, force="ipxe")))["Dhcp4"][
+        "client-classes"]}
+    assert "pkt4.mac == 0x525400000002" in kea["bootpack-ipxe-script"]["test"]
+    assert kea["bootpack-ipxe"]["boot-file-name"] == "snponly.efi"
+    dnsmasq = render_dnsmasq(*lab(chains=IPXE, force="ipxe"))
+    assert "dhcp-mac=set:bp-force-ipxe,52:54:00:00:00:02\n" in dnsmasq

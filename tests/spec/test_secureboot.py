@@ -52,3 +52,22 @@ def test_validate_warns_about_an_unsigned_kernel_marked_for_secure_boot(
     unsigned_copy(debian_kernel(), tmp_path / "artifacts" / "vmlinuz")
     assert main(["validate", str(write_spec(tmp_path, data, artifacts=False))]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_validate_warns_that_secure_boot_machines_cannot_boot_behind_a_proxy_dhcp(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = lab_data()
+    data["dhcp"] = {"mode": "proxy", "subnet": "10.0.2.0/24"}
+    data["loaders"] = {"chains": ["bios", "uefi", "ipxe"]}
+    data["entries"][0]["secure_boot"] = True
+    shutil.copyfile(debian_kernel(), (spec := write_spec(tmp_path, data)).parent / "artifacts" / "vmlinuz")
+    assert main(["validate", str(spec)]) == 0
+    err = capsys.readouterr().err
+    assert "proxy mode: x86-64 UEFI clients get iPXE (not signed), so machines with Secure Boot on " \
+           "cannot boot entries live here" in err, err
+    data["loaders"] = {"chains": ["bios", "uefi"]}  # shim -> GRUB: GRUB stops behind a proxy
+    assert main(["validate", str(write_spec(tmp_path, data, artifacts=False))]) == 0
+    assert "add 'ipxe' to loaders.chains" in capsys.readouterr().err
+    data["loaders"] = {"chains": ["bios"]}
+    assert main(["validate", str(write_spec(tmp_path, data, artifacts=False))]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -34,11 +34,17 @@ from bootpack.spec import load_spec
 from tests.support.netmarker import nfs_root_tree, write_netmarker
 from tests.support.vm import qemu_available
 
+# pytest-xdist runs test files in worker processes gw0, gw1, ... of one session; each worker
+# bakes its own bundles, so each gets its own image tag and network slot.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_WORKER_NUMBER = int(WORKER[2:]) if WORKER[2:].isdigit() else 0
 # BOOTPACK_TEST_IMAGE: another tag, so concurrent sessions on one engine never run each other's.
-IMAGE_TAG = os.environ.get("BOOTPACK_TEST_IMAGE") or "bp-appl-test:latest"
+IMAGE_TAG = os.environ.get("BOOTPACK_TEST_IMAGE") or f"bp-appl-test{WORKER and '-' + WORKER}:latest"
 CAPS = ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "DAC_READ_SEARCH", "NET_BIND_SERVICE"]
-# Unique per test session, so concurrent sessions (other engineers, CI) never collide.
-SLOT = 20 + os.getpid() % 200
+# Unique per test session and worker, so concurrent sessions (other engineers, CI) and the
+# workers of one session never collide: 10.77.SLOT.0/24 and friends, SLOT in 20..219.
+_SESSION = os.getppid() if WORKER else os.getpid()
+SLOT = 20 + (_SESSION % 50) * 4 + _WORKER_NUMBER % 4
 KNOWN_MAC = "52:54:00:a7:00:01"
 LIVE_MAC = "52:54:00:a7:00:02"
 NFS_MAC = "52:54:00:a7:00:03"
@@ -70,6 +76,9 @@ subnet = "{subnet}"
 range = ["{a}.100", "{a}.120"]
 router = "{a}.1"
 lease_time = 600
+
+[loaders]
+chains = ["bios", "uefi", "ipxe"]
 
 [menu]
 title = "appliance test"
@@ -281,10 +290,12 @@ def wait_healthy(container: Container, timeout: float = 90) -> float:
 
 
 def dhcp_offers(client: docker.DockerClient, net: BootNet, mac: str, pxe: bool = False,
-                timeout: float = 4.0, arch: int = 0) -> list[dict[str, object]]:
+                timeout: float = 4.0, arch: int = 0,
+                user_class: str | None = None) -> list[dict[str, object]]:
     """Run the DHCP probe as a client in a throw-away container on the test network."""
     args = ["/opt/bootpack/bin/python", "-m", "bootpack.appliance.dhcp_probe", "--interface", "eth0",
             "--mac", mac, "--timeout", str(timeout)] + (["--pxe", "--arch", str(arch)] if pxe else [])
+    args += ["--user-class", user_class] if user_class else []
     try:
         output = client.containers.run(IMAGE_TAG, entrypoint=args, network=net.network.name,
                                        cap_add=["NET_RAW"], remove=True, stdout=True, stderr=False)

@@ -101,6 +101,15 @@ B=/bin/busybox
 [ -e /dev/ttyS0 ] || $B mount -t devtmpfs dev /dev
 ROOTDEV=$($B awk '$2 == "/" {{print $1}}' /proc/mounts | $B tail -1)
 echo "{NFS_ROOT_MARK}: /init running from $ROOTDEV; $($B cat /{NFS_FILE})" > /dev/ttyS0
+# The network the initramfs brought up is still there: report up, as a built image's unit does
+# (no wget -T: busybox-static 1.35's wget segfaults with it).
+for w in $($B cat /proc/cmdline); do
+  case "$w" in bootpack.report=*)
+    UPTIME=$($B cut -d' ' -f1 /proc/uptime)
+    $B wget -q -O /dev/null "${{w#bootpack.report=}}?uptime=$UPTIME" && \
+      echo "{UP_MARK} after $UPTIME s" > /dev/ttyS0;;
+  esac
+done
 echo "{MARKER} done" > /dev/ttyS0
 $B poweroff -f
 """
