@@ -6,8 +6,9 @@ marker VMs through a tap on its bridge:
 1. the known host `known` boots its entry while headless chromium shows the dashboard: the row
    reaches "up" on screen (the netmarker initrd reports up with busybox wget, as the report unit
    of a built image does);
-2. the kernel is removed from the appliance's TFTP root, and a VM with an unknown MAC boots: it
-   gets DHCP, pxelinux and the default menu, fails to load the kernel and stalls at `config`.
+2. the kernel is removed from the appliance's bundle (pxelinux fetches it from nginx), and a VM
+   with an unknown MAC boots: it gets DHCP, pxelinux and the default menu, fails to load the
+   kernel (HTTP 404) and stalls at `config`.
 
 Then dhcpd is killed once: the timeline survives the daemon's restart.
 """
@@ -207,7 +208,9 @@ def test_a_known_host_boots_to_up_on_the_dashboard(tmp_path: Path, tap: str,
 def test_an_unknown_mac_without_kernel_stalls(tmp_path: Path, tap: str,
                                               appliance: tuple[str, Container]) -> None:
     address, container = appliance
-    code, out = container.exec_run(["rm", "/run/bootpack/tftpboot/images/marker/vmlinuz"])
+    # the bundle's file itself (nginx serves it; the TFTP root only links to it), then the link
+    kernel = "/run/bootpack/tftpboot/images/marker/vmlinuz"
+    code, out = container.exec_run(["sh", "-c", f'rm -f "$(readlink -f {kernel})" {kernel}'])
     assert code == 0, out
     holder: dict[str, Any] = {}
     vm = threading.Thread(target=lambda: holder.update(boot=boot_vm(
