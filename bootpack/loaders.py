@@ -23,6 +23,10 @@ DEBIAN_DIRS = (
     (Path("/usr/lib/syslinux/modules/bios"), "syslinux-common"),
 )
 ENV = "BOOTPACK_SYSLINUX_DIR"
+# The bundle's pxelinux.0 is Debian's lpxelinux.0: the same loader with its own TCP/IP stack, so
+# it fetches kernels and initrds over HTTP on any PXE ROM (plain pxelinux.0 only under iPXE).
+# Kept under the name every DHCP config and PXE ROM already asks for.
+SOURCE_NAMES = {layout.BOOTFILE: "lpxelinux.0"}
 
 # Name in the TFTP root -> (Debian's file, its package), for the UEFI chain.
 UEFI_FILES: dict[str, tuple[Path, str]] = {
@@ -50,19 +54,20 @@ def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
     if override is None and os.environ.get(ENV):
         override = Path(os.environ[ENV])
     found: dict[str, Path] = {}
-    for name in SYSLINUX_FILES:
+    wanted = [SOURCE_NAMES.get(name, name) for name in SYSLINUX_FILES]
+    for name, source in zip(SYSLINUX_FILES, wanted, strict=True):
         if override is not None:
-            candidate = override / name
+            candidate = override / source
             if not candidate.is_file():
-                raise BootpackError(f"{name} not found in {override} (from --syslinux-dir or "
-                                    f"${ENV}); point it at a folder with {', '.join(SYSLINUX_FILES)}")
+                raise BootpackError(f"{source} not found in {override} (from --syslinux-dir or "
+                                    f"${ENV}); point it at a folder with {', '.join(wanted)}")
             found[name] = candidate
             continue
-        folder, package = DEBIAN_DIRS[0] if name == "pxelinux.0" else DEBIAN_DIRS[-1]
-        if (folder / name).is_file():
-            found[name] = folder / name
+        folder, package = DEBIAN_DIRS[0] if name == layout.BOOTFILE else DEBIAN_DIRS[-1]
+        if (folder / source).is_file():
+            found[name] = folder / source
         else:
-            raise BootpackError(f"{name} not found; install Debian's `{package}` package "
+            raise BootpackError(f"{source} not found; install Debian's `{package}` package "
                                 f"(apt-get install pxelinux syslinux-common) or pass --syslinux-dir")
     return found
 

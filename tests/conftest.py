@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
 import shutil
+import threading
 from collections.abc import Generator, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,28 @@ def boot_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["-q", "build", str(spec), "--output", str(folder / "out")]) == 0
     print(f"build: {time.monotonic() - started:.1f} s")
     return folder / "out" / "tftpboot"
+
+
+class _LoggingHandler(SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def log_message(self, format: str, *args: object) -> None:
+        self.requests.append(self.path)
+
+
+@pytest.fixture(scope="session")
+def http_log(boot_tree: Path) -> Iterator[list[str]]:
+    """An HTTP server for the boot tree on the spec's http_port (loopback only; QEMU's user-net
+    shows it to the VM as 10.0.2.2): lpxelinux (BIOS) and GRUB (UEFI, Secure Boot off) fetch
+    kernels and initrds from it. Yields the list of paths it served."""
+    port = json.loads((boot_tree.parent / "spec.json").read_text())["server"]["http_port"]
+    requests: list[str] = []
+    handler = type("Handler", (_LoggingHandler,), {"requests": requests})
+    server = ThreadingHTTPServer(("127.0.0.1", port),
+                                 functools.partial(handler, directory=str(boot_tree)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield requests
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,10 +1,12 @@
-"""A real PXE boot: QEMU (TCG, SeaBIOS + iPXE) loads pxelinux.0 from the built tree over
-QEMU's user-mode TFTP, pxelinux picks the host file or the menu, and Debian's kernel boots the
-marker initramfs, which prints its command line on the serial console.
+"""A real PXE boot: QEMU (TCG, SeaBIOS + iPXE) loads pxelinux.0 (Debian's lpxelinux.0) from the
+built tree over QEMU's user-mode TFTP, pxelinux picks the host file or the menu and fetches
+kernel and initrd over HTTP (a server on the host's loopback, 10.0.2.2 to the VM), and Debian's
+kernel boots the marker initramfs, which prints its command line on the serial console.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,23 @@ def cmdline(log: str) -> str:
     return line.removeprefix(f"{MARKER} cmdline:").strip()
 
 
-def test_known_host_boots_its_entry_with_its_cmdline(tree: Path, tmp_path: Path) -> None:
+def test_known_host_boots_its_entry_with_its_cmdline(tree: Path, tmp_path: Path,
+                                                     http_log: list[str]) -> None:
+    http_log.clear()
     boot = boot_vm(tmp_path / "serial.log", "52:54:00:aa:bb:cc", DONE, tftp_root=tree, timeout=240)
     assert boot.found, boot.log[-3000:]
     print(f"node1 boot to marker: {boot.seconds:.1f} s")
     words = cmdline(boot.log).split()
-    assert "BOOT_IMAGE=images/kdev/vmlinuz" in words
+    port = json.loads((tree.parent / "spec.json").read_text())["server"]["http_port"]
+    assert f"BOOT_IMAGE=http://10.0.2.2:{port}/images/kdev/vmlinuz" in words
+    # kernel and initrd came over HTTP (lpxelinux's own TCP/IP stack), not TFTP
+    assert "/images/kdev/vmlinuz" in http_log and "/images/kdev/initrd.img" in http_log
     assert words[1:3] == ["console=ttyS0,115200", "node=1"]
     assert "entry=other" not in words
 
 
-def test_unknown_host_boots_the_menu_default(tree: Path, tmp_path: Path) -> None:
+def test_unknown_host_boots_the_menu_default(tree: Path, tmp_path: Path,
+                                             http_log: list[str]) -> None:
     boot = boot_vm(tmp_path / "serial.log", "52:54:00:12:34:56", DONE, tftp_root=tree, timeout=240)
     assert boot.found, boot.log[-3000:]
     print(f"unknown host boot to marker: {boot.seconds:.1f} s")

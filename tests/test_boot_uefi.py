@@ -12,12 +12,8 @@ signature removed is refused.
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -32,29 +28,6 @@ pytestmark = [pytest.mark.boot,
 
 DONE = f"{MARKER} done"
 KNOWN, UNKNOWN = "52:54:00:aa:bb:cc", "52:54:00:12:34:56"
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def log_message(self, format: str, *args: object) -> None:
-        self.requests.append(self.path)
-
-
-@pytest.fixture(scope="module")
-def http_log(boot_tree: Path) -> Iterator[list[str]]:
-    """An HTTP server for the tree on the spec's http_port; yields the list of paths it served."""
-    port = json.loads((boot_tree.parent / "spec.json").read_text())["server"]["http_port"]
-    requests: list[str] = []
-    handler = type("Handler", (_Handler,), {"requests": requests})
-    server = ThreadingHTTPServer(("127.0.0.1", port),
-                                 functools.partial(handler, directory=str(boot_tree)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield requests
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def boot(tree: Path, tmp_path: Path, mac: str, firmware: Firmware, label: str,

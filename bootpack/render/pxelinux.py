@@ -11,16 +11,19 @@ from .menu import BootItem, boot_menu, entry_initrd, host_item, kernel_cmdline
 
 __all__ = ["default_config", "entry_initrd", "host_config", "kernel_cmdline", "render_pxelinux"]
 
-def _label(item: BootItem, menu_default: bool) -> str:
+def _label(item: BootItem, menu_default: bool, site: Site) -> str:
     lines = [f"LABEL {quoting.pxelinux(item.name)}", f"  MENU LABEL {quoting.pxelinux(item.label)}"]
     if menu_default:
         lines.append("  MENU DEFAULT")
     if item.kernel is None:
         lines.append("  LOCALBOOT 0")
         return "\n".join(lines) + "\n"
-    lines.append(f"  KERNEL {item.kernel}")
+    # Over HTTP: the bundle's pxelinux.0 is Debian's lpxelinux.0, which has its own TCP/IP
+    # stack on any PXE ROM. A 50 MB initrd takes 10-16 s under QEMU/TCG against 16-22 s over
+    # TFTP (field notes); only pxelinux.0, its .c32 modules and the configs come over TFTP.
+    lines.append(f"  KERNEL {site.http_base}/{item.kernel}")
     if item.initrd is not None:
-        lines.append(f"  INITRD {item.initrd}")
+        lines.append(f"  INITRD {site.http_base}/{item.initrd}")
     if item.cmdline:
         lines.append(f"  APPEND {quoting.pxelinux(item.cmdline)}")
     if item.bootif:
@@ -38,7 +41,7 @@ def default_config(spec: Spec, site: Site) -> str:
     else:
         head += ["UI menu.c32", f"DEFAULT {menu.default}", "PROMPT 0",
                  f"TIMEOUT {menu.timeout * 10}", f"MENU TITLE {quoting.pxelinux(menu.title)}"]
-    labels = [_label(item, item.name == menu.default) for item in menu.items]
+    labels = [_label(item, item.name == menu.default, site) for item in menu.items]
     return "\n".join(head) + "\n\n" + "\n".join(labels)
 
 
@@ -47,7 +50,7 @@ def host_config(spec: Spec, site: Site, host: Host) -> str:
     item = host_item(spec, site, host)
     head = [HEADER.rstrip("\n"), f"# host {host.name} ({host.mac})", f"DEFAULT {item.name}",
             "PROMPT 0"]
-    return "\n".join(head) + "\n\n" + _label(item, True)
+    return "\n".join(head) + "\n\n" + _label(item, True, site)
 
 
 def render_pxelinux(spec: Spec, site: Site) -> dict[str, str]:

@@ -214,7 +214,7 @@ def images_have_one_source(spec: Spec, site: Site) -> Iterable[str]:
                     yield (f"{where}.{key}: bootpack builds it from the container image; remove "
                            f"{key!r} (or use 'kernel' files instead of a container image)")
         else:
-            for key in ("packages", "overlay"):
+            for key in ("packages", "overlay", "drivers"):
                 if getattr(image, key):
                     yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images; remove "
                            "it or build the image from a container image")

@@ -29,6 +29,8 @@ _DNS_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _MAC = re.compile(r"[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}")
 _VERSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?")
+# A kernel module name as modprobe knows it (dashes and underscores are the same to it).
+_DRIVER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _EXPORT_PATH = re.compile(r"(?:/[A-Za-z0-9_+-][A-Za-z0-9._+-]*)+")
 _IMAGE_REF = re.compile(
     r"(?:[A-Za-z0-9.-]+(?::[0-9]{1,5})?/)?"  # registry host[:port]/
@@ -157,6 +159,13 @@ def _package(value: str) -> str:
     return value
 
 
+def _driver(value: str) -> str:
+    if not _DRIVER.fullmatch(value):
+        raise ValueError(f"{_show(value)} is not a kernel module name (letters, digits, '_' and "
+                         "'-', e.g. 'sfc' or 'mlx5_core')")
+    return value
+
+
 def _image_ref(value: str) -> str:
     if len(value) > 255 or not _IMAGE_REF.fullmatch(value):
         raise ValueError(f"{_show(value)} is not a container image reference (e.g. "
@@ -234,6 +243,7 @@ HostName = Annotated[str, AfterValidator(_host_name), Kind("host name")]
 MacAddress = Annotated[str, AfterValidator(_mac), Kind("MAC address")]
 Version = Annotated[str, AfterValidator(_version), Kind("version")]
 Package = Annotated[str, AfterValidator(_package), Kind("Debian package")]
+Driver = Annotated[str, AfterValidator(_driver), Kind("kernel module name")]
 ImageRef = Annotated[str, AfterValidator(_image_ref), Kind("container image reference")]
 DnsDomain = Annotated[str, AfterValidator(_dns_domain), Kind("DNS domain name")]
 Text = Annotated[str, AfterValidator(_text), Kind("one line of text")]
@@ -368,6 +378,14 @@ class Image(_Section):
     )
     overlay: SpecPath | None = Field(
         None, description="Folder copied over the root tree of a from/dockerfile image (owned by root)."
+    )
+    drivers: list[Driver] = Field(
+        default_factory=list,
+        description="Extra kernel modules (e.g. a NIC driver: 'sfc') for the dracut netboot initrd "
+        "of a from/dockerfile image, with their dependencies. The initrd carries only the "
+        "network drivers bootpack supports (virtio_net, e1000, e1000e, igb, igc, ixgbe, i40e, ice, "
+        "r8169, tg3, bnxt_en, mlx4_en, mlx5_core, vmxnet3, hv_netvsc, xen_netfront), not every "
+        "module of the kernel.",
     )
 
     @property

@@ -15,7 +15,7 @@ from bootpack.errors import BootpackError
 from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
 from bootpack.images.cache import Cache
-from bootpack.images.netboot import netboot_script
+from bootpack.images.netboot import NO_DRIVER, netboot_script
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
 from bootpack.spec.site import Site
@@ -64,6 +64,16 @@ def test_package_names_are_checked() -> None:
     parse_spec(spec_data({"from": "d", "packages": ["curl=7.88.1-10+deb12u8", "g++"]}))
 
 
+def test_driver_names_are_checked() -> None:
+    """images.<name>.drivers: kernel module names only; nothing that could end a shell word."""
+    for bad in ("a b", "x'y", '"', "$(reboot)", "-v", "sfc;", "", "m" * 65):
+        message = problems(spec_data({"from": "d", "drivers": [bad]}))
+        assert "images.os.drivers[0]" in message and "is not a kernel module name" in message, bad
+    assert "only used with 'from' or 'dockerfile'" in problems(
+        spec_data({"kernel": "k", "initrd": "i", "drivers": ["sfc"]}))
+    assert parse_spec(spec_data({"from": "d", "drivers": ["mlx5_core", "8139too", "xen-netfront"]}))
+
+
 def test_missing_dockerfile_and_overlay_are_reported(tmp_path: Path) -> None:
     import tomli_w
 
@@ -86,10 +96,11 @@ def test_pxelinux_for_container_images() -> None:
     spec = parse_spec(spec_data({"dockerfile": "Dockerfile"}, "live", "nfs", "ramdisk"))
     text = default_config(spec, Site.from_spec(spec))
     live, nfs, rd = text.split("\nLABEL ")[1:]
-    assert "INITRD images/os/initrd.img" in live
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in live
     assert "root=live:http://10.0.2.2:8080/images/os/squashfs.img" in live
-    assert "INITRD images/os/initrd.img" in nfs and "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
-    assert "INITRD images/os/ramdisk.img" in rd and "root=" not in rd
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in nfs
+    assert "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
+    assert "INITRD http://10.0.2.2:8080/images/os/ramdisk.img" in rd and "root=" not in rd
 
 
 def test_families() -> None:
@@ -117,9 +128,53 @@ def test_netboot_options_follow_the_root_modes() -> None:
     only_ram = netboot_options(debian, [], {"ramdisk"})
     assert only_ram.packages == () and only_ram.dracut_add == ()
     script = netboot_script(debian, live)
-    assert "--no-hostonly" in script and "--omit systemd-networkd" in script
+    assert "--no-hostonly" in script and "--omit 'systemd-networkd crypt" in script
     assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
     assert "dracut" not in netboot_script(debian, only_ram).split("fi\n")[-1]
+
+
+def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:
+    """The slim initrd: --drivers with bootpack's NICs (those the kernel has) and the user's
+    (which the kernel must have), every other network driver omitted. The shell part runs here
+    against a fake modprobe and module tree, as it runs in the container."""
+    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc", "sfc"])
+    assert options.drivers == ("sfc",) and "virtio_net" in options.nics
+    script = netboot_script(families.DEBIAN, options)
+    assert '--drivers "$drivers" --omit-drivers "$omit"' in script
+    body = script[script.index("w=/.bootpack"):script.index("dracut --reproducible")]
+    work = tmp_path / "work"
+    work.mkdir()
+    mods = tmp_path / "lib/modules/6.1/kernel/drivers/net"
+    for rel in ("ethernet/intel/e1000/e1000.ko", "ethernet/sfc/sfc.ko", "ethernet/sfc/mtd-x.ko",
+                "ethernet/broadcom/bnx2x/bnx2x.ko", "phy/realtek.ko", "virtio_net.ko",
+                "usb/r8152.ko"):
+        (mods / rel).parent.mkdir(parents=True, exist_ok=True)
+        (mods / rel).write_bytes(b"")
+    have = {"e1000": ["e1000"], "sfc": ["mtd-x", "sfc"], "virtio_net": ["virtio_net"],
+            "virtio_pci": None}  # None: built in
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    cases = "\n".join(
+        f"  {name}) " + ("echo builtin virtio_pci" if deps is None else
+                         "; ".join(f"echo insmod /lib/modules/6.1/x/{d}.ko" for d in deps)) + ";;"
+        for name, deps in have.items())
+    (fake / "modprobe").write_text(f'#!/bin/sh\ncase "$4" in\n{cases}\n  *) exit 1;;\nesac\n')
+    (fake / "modprobe").chmod(0o755)
+    shell = (body.replace("w=/.bootpack", f"w={work}").replace("/lib/modules", f"{tmp_path}/lib/modules")
+             + 'echo "DRIVERS=$drivers"; echo "OMIT=$omit"\n')
+    result = subprocess.run(["sh", "-euc", f"kver=6.1\n{shell}"], capture_output=True, text=True,
+                            env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    out = dict(line.split("=", 1) for line in result.stdout.splitlines())
+    assert out["DRIVERS"].split() == ["sfc", "virtio_pci", "virtio_net", "e1000"]
+    # sfc's dependency mtd-x stays (as mtd_x); bnx2x and the USB NIC go; PHYs are never omitted
+    assert out["OMIT"].split() == ["bnx2x", "r8152", "rpcrdma"]
+    # a driver the kernel lacks stops the build with its own exit status
+    missing = netboot_script(families.DEBIAN, netboot_options(families.DEBIAN, [], {"live"}, ["nope"]))
+    body = missing[missing.index("w=/.bootpack"):missing.index("dracut --reproducible")]
+    result = subprocess.run(["sh", "-euc", f"kver=6.1\n{body.replace('w=/.bootpack', f'w={work}')}"],
+                            capture_output=True, text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert result.returncode == NO_DRIVER and "has no module nope" in result.stderr
 
 
 def test_cache_builds_once_and_prunes(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ def test_host_boots_its_entry_with_entry_then_host_cmdline() -> None:
     spec, site = lab()
     text = host_config(spec, site, spec.hosts[0])
     assert "DEFAULT live\nPROMPT 0\n" in text
-    assert "  KERNEL images/kdev/vmlinuz\n" in text
-    assert "  INITRD images/kdev/initrd.img\n" in text
+    # over HTTP from the server (lpxelinux), not TFTP
+    assert "  KERNEL http://10.0.2.2/images/kdev/vmlinuz\n" in text
+    assert "  INITRD http://10.0.2.2/images/kdev/initrd.img\n" in text
     assert ("  APPEND console=ttyS0,115200 node=1 bootpack.report=http://10.0.2.2/bootpack/up/live\n"
             in text)
     assert "UI menu.c32" not in text

@@ -80,6 +80,8 @@ INJECTIONS = [
     ("entry name", setter("entries", 0, "name"), "live\n", "entries[0].name: 'live\\n' is not a safe name"),
     ("version", setter("bundle", "version"), "1.0\n", "bundle.version: '1.0\\n' is not a usable version"),
     ("package", setter("images", "kdev", "packages"), ["curl\n"], "images.kdev.packages[0]: 'curl\\n'"),
+    ("driver", setter("images", "kdev", "drivers"), ["sfc\" --add evil"],
+     "images.kdev.drivers[0]: 'sfc\" --add evil' is not a kernel module name"),
     ("from", setter("images", "kdev", "from"), "debian\nRUN evil", "images.kdev.from: 'debian\\nRUN evil' is not a "
      "container image reference"),
     ("kernel path", setter("images", "kdev", "kernel"), "a\0b", "images.kdev.kernel: 'a\\x00b' contains a NUL"),
