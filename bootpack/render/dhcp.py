@@ -10,6 +10,7 @@ system architecture (RFC 4578), unless its host entry forces one (hosts[].chain)
   7, 9  x86-64 UEFI      -> bootx64.efi (Debian's signed shim) over TFTP
   16    x86-64 UEFI HTTP -> http://SERVER/bootx64.efi, with option 60 "HTTPClient" (the firmware
                             ignores an HTTP boot offer without it)
+  11    arm64 UEFI       -> bootaa64.efi (Debian's signed arm64 shim) over TFTP
 Every loader here is a plain loader that does not DHCP again on its own behalf, so nothing can
 be handed itself a second time; next-server is the same server for every architecture.
 """
@@ -28,8 +29,10 @@ from .common import HEADER
 ARCH_BIOS = 0
 ARCH_UEFI_X64 = (7, 9)  # 7 is what OVMF and most firmware send; 9 is what RFC 4578 says
 ARCH_UEFI_X64_HTTP = 16
+ARCH_UEFI_ARM64 = 11  # what AAVMF and arm64 servers' firmware send
 HTTP_CLIENT = "HTTPClient"
-BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE}
+BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE,
+                                "uefi-arm64": layout.UEFI_ARM64_BOOTFILE}
 
 
 def http_boot_url(site: Site) -> str:
@@ -59,7 +62,7 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
     """The if/elsif chain that picks a client's boot file."""
     chains = spec.loaders.chains
     rules: list[tuple[str, list[str]]] = []
-    for chain in ("bios", "uefi"):
+    for chain in BOOT_FILES:
         macs = forced(spec, chain)
         if macs:
             rules.append((" or ".join(_isc_hw(m) for m in macs),
@@ -70,6 +73,9 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
         rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_X64_HTTP:02x}",
                       [f'option vendor-class-identifier "{HTTP_CLIENT}";',
                        f'filename "{http_boot_url(site)}";']))
+    if "uefi-arm64" in chains:
+        rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_ARM64:02x}",
+                      [f'filename "{layout.UEFI_ARM64_BOOTFILE}";']))
     default = [f'filename "{layout.BOOTFILE}";'] if "bios" in chains else []
     if not rules:
         return [f"{indent}{line}\n" for line in default]
@@ -120,15 +126,23 @@ def render_isc(spec: Spec, site: Site) -> str:
 
 
 def _dnsmasq_tags(spec: Spec) -> list[str]:
-    """Tag rules: each client ends with exactly one of bp-bios, bp-uefi, bp-http."""
+    """Tag rules: each client ends with exactly one of bp-bios, bp-uefi, bp-http, bp-arm64."""
     out = [f"dhcp-match=set:bp-arch-uefi,option:client-arch,{a}\n" for a in ARCH_UEFI_X64]
     out.append(f"dhcp-match=set:bp-arch-http,option:client-arch,{ARCH_UEFI_X64_HTTP}\n")
-    for chain in ("bios", "uefi"):
+    arm64 = "uefi-arm64" in spec.loaders.chains
+    if arm64:
+        out.append(f"dhcp-match=set:bp-arch-arm64,option:client-arch,{ARCH_UEFI_ARM64}\n")
+    for chain in BOOT_FILES:
         out += [f"dhcp-mac=set:bp-force-{chain},{mac}\n" for mac in forced(spec, chain)]
+    # A forced chain wins over option 93; without one, option 93 decides.
+    if arm64:
+        out += ["tag-if=set:bp-arm64,tag:bp-force-uefi-arm64\n",
+                "tag-if=set:bp-arm64,tag:bp-arch-arm64,tag:!bp-force-bios,tag:!bp-force-uefi\n"]
     out += ["tag-if=set:bp-uefi,tag:bp-force-uefi\n",
-            "tag-if=set:bp-uefi,tag:bp-arch-uefi,tag:!bp-force-bios\n",
-            "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-force-bios,tag:!bp-uefi\n",
-            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-http\n"]
+            "tag-if=set:bp-uefi,tag:bp-arch-uefi,tag:!bp-force-bios,tag:!bp-force-uefi-arm64\n",
+            "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-force-bios,tag:!bp-uefi"
+            ",tag:!bp-force-uefi-arm64\n",
+            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-http,tag:!bp-arm64\n"]
     return out
 
 
@@ -152,6 +166,8 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             # server (dnsmasq puts a matching dhcp-boot into it; no pxe-service, so no option 43
             # menu that would send the client to port 4011 first).
             out.append(f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n")
+        if "uefi-arm64" in chains:
+            out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")
@@ -167,6 +183,8 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             out += [f"dhcp-boot=tag:bp-uefi,{layout.UEFI_BOOTFILE},,{site.address}\n",
                     f"dhcp-boot=tag:bp-http,{http_boot_url(site)}\n",
                     f"dhcp-option-force=tag:bp-http,option:vendor-class,{HTTP_CLIENT}\n"]
+        if "uefi-arm64" in chains:
+            out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
         for host in served_hosts(spec, site):
             out.append(f"dhcp-host={host.mac},{host.ip},{quoting.dnsmasq_word(host.name)}\n")
     return "".join(out)
@@ -184,6 +202,14 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
     chains = spec.loaders.chains
     classes: list[dict[str, Any]] = []
     not_forced = _forced_any(spec)
+    if "uefi-arm64" in chains:
+        test = f"option[93].hex == 0x{ARCH_UEFI_ARM64:04x}"
+        if not_forced:
+            test += f" and not ({_kea_macs(not_forced)})"
+        if forced(spec, "uefi-arm64"):
+            test = f"({test}) or {_kea_macs(forced(spec, 'uefi-arm64'))}"
+        classes.append({"name": "bootpack-arm64", "test": test, "next-server": str(site.address),
+                        "boot-file-name": layout.UEFI_ARM64_BOOTFILE})
     if "uefi" in chains:
         arch = " or ".join(f"option[93].hex == 0x{a:04x}" for a in ARCH_UEFI_X64)
         test = f"({arch})"
@@ -198,9 +224,10 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
             test += f" and not ({_kea_macs(not_forced)})"
         classes.append({"name": "bootpack-http", "test": test, "boot-file-name": http_boot_url(site),
                         "option-data": [{"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
-    if "bios" in chains and "uefi" in chains:
-        classes.append({"name": "bootpack-bios",
-                        "test": "not member('bootpack-uefi') and not member('bootpack-http')",
+    if "bios" in chains and classes:
+        # everyone no other class took (classes are evaluated in order)
+        test = " and ".join(f"not member('{c['name']}')" for c in classes)
+        classes.append({"name": "bootpack-bios", "test": test,
                         "next-server": str(site.address), "boot-file-name": layout.BOOTFILE})
     return classes
 
