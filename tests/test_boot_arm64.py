@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.marker import MARKER, write_arm64_artifacts, write_artifacts
 from tests.support.specs import mixed_data, write_spec
-from tests.support.vm import Boot, arm64_available, boot_vm
+from tests.support.vm import Boot, arm64_available, boot_vm, ovmf_available
 
 pytestmark = [pytest.mark.boot,
               pytest.mark.skipif(not arm64_available(),
@@ -82,3 +82,16 @@ def test_unknown_arm64_host_boots_the_first_arm64_entry(mixed_tree: Path, tmp_pa
     assert marker(result.log, "arch") == ["aarch64"]
     # menu.default (`live`) is x86-64: arm64's default is its first entry, `arm`, not `arm-other`
     assert marker(result.log, "cmdline")[1:] == ["console=ttyAMA0"]
+
+
+def test_unknown_x86_uefi_host_skips_the_arm64_menu(mixed_tree: Path, tmp_path: Path) -> None:
+    """The same grub.cfg read by x86-64 GRUB: `$grub_cpu` is x86_64, so no arm64 menu; the x86
+    menu's default (`live`) boots."""
+    if not ovmf_available():
+        pytest.fail("OVMF is needed (scripts/install --test)")
+    result = boot_vm(tmp_path / "serial.log", "52:54:00:12:34:58", DONE, tftp_root=mixed_tree,
+                     bootfile="bootx64.efi", firmware="uefi", timeout=300)
+    print(f"\nx86-64 UEFI unknown host, mixed bundle: marker after {result.seconds:.1f} s")
+    assert result.found, result.log[-4000:]
+    assert marker(result.log, "arch") == ["x86_64"]
+    assert marker(result.log, "cmdline")[1:] == ["console=ttyS0,115200"]
