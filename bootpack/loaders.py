@@ -2,7 +2,10 @@
 
 BIOS: syslinux (`pxelinux`, `syslinux-common`). x86-64 UEFI: Debian's signed shim
 (`shim-signed`) and signed network GRUB (`grub-efi-amd64-signed`), the chain that boots with
-Secure Boot on; and Debian's iPXE (`ipxe`, not signed) for the ipxe chain.
+Secure Boot on; and Debian's iPXE (`ipxe`, not signed) for the ipxe chain. arm64 UEFI: shim
+and GRUB from Debian's arm64 packages. On an arm64 machine they are installed where Debian puts
+them; on an x86-64 one they cannot be installed next to the amd64 ones, so scripts/install
+unpacks them (`apt-get download`, `dpkg -x`) under ARM64_ROOT.
 """
 
 from __future__ import annotations
@@ -43,6 +46,27 @@ UEFI_FILES: dict[str, tuple[Path, str]] = {
 IPXE_FILES: dict[str, tuple[Path, str]] = {
     layout.IPXE_BOOTFILE: (Path("/usr/lib/ipxe/snponly.efi"), "ipxe"),
 }
+# Name in the TFTP root -> (Debian's file, its arm64 package), for the arm64 UEFI chain; paths
+# relative to the root of an arm64 Debian file system.
+UEFI_ARM64_FILES: dict[str, tuple[Path, str]] = {
+    layout.UEFI_ARM64_BOOTFILE: (Path("usr/lib/shim/shimaa64.efi.signed"), "shim-signed"),
+    layout.UEFI_ARM64_MOK_MANAGER: (Path("usr/lib/shim/mmaa64.efi.signed"),
+                                    "shim-helpers-arm64-signed"),
+    layout.UEFI_ARM64_GRUB: (Path("usr/lib/grub/arm64-efi-signed/grubnetaa64.efi.signed"),
+                             "grub-efi-arm64-signed"),
+    layout.GRUB_ARM64_HTTP_MODULE: (Path("usr/lib/grub/arm64-efi/http.mod"), "grub-efi-arm64-bin"),
+}
+# Where scripts/install unpacks Debian's arm64 packages on a machine of another architecture.
+ARM64_ROOT = Path("/usr/local/lib/bootpack/arm64")
+ARM64_ENV = "BOOTPACK_ARM64_ROOT"
+
+
+def arm64_roots() -> list[Path]:
+    """Where to look for the arm64 files, in order: $BOOTPACK_ARM64_ROOT alone when set, else
+    the system (an arm64 host) and then ARM64_ROOT."""
+    if os.environ.get(ARM64_ENV):
+        return [Path(os.environ[ARM64_ENV])]
+    return [Path("/"), ARM64_ROOT]
 
 
 def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
@@ -96,6 +120,25 @@ def find_ipxe_files() -> dict[str, Path]:
                                 "or drop \"ipxe\" from loaders.chains")
         found[name] = path
     return found
+def find_uefi_arm64_files() -> dict[str, Path]:
+    """Name in the TFTP root -> Debian's file, for the arm64 UEFI chain (shim -> GRUB), all from
+    the first root that has them all (one root: one set of package versions)."""
+    roots = arm64_roots()
+    for root in roots:
+        paths = {name: root / path for name, (path, _) in UEFI_ARM64_FILES.items()}
+        if all(p.is_file() for p in paths.values()):
+            return paths
+    missing = sorted({package for path, package in UEFI_ARM64_FILES.values()
+                      if not any((root / path).is_file() for root in roots)})
+    where = " or ".join(str(r) for r in roots)
+    debs = " ".join(f"{p}:arm64" for p in missing)
+    raise BootpackError(
+        f"the uefi-arm64 chain's loaders are missing (Debian's arm64 {', '.join(missing)}; looked "
+        f"under {where}). On an x86-64 machine run scripts/install, or by hand: dpkg "
+        f"--add-architecture arm64 && apt-get update && apt-get download {debs} && for d in "
+        f"*.deb; do dpkg -x $d {ARM64_ROOT}; done (or set ${ARM64_ENV} to where they are "
+        f"unpacked); on an arm64 machine: apt-get install {' '.join(missing)}. Or drop "
+        "\"uefi-arm64\" from loaders.chains")
 
 
 def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None) -> dict[str, Path]:
@@ -107,4 +150,6 @@ def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None)
         found.update(find_uefi_files())
     if "ipxe" in chains:
         found.update(find_ipxe_files())
+    if "uefi-arm64" in chains:
+        found.update(find_uefi_arm64_files())
     return found

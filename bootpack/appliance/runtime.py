@@ -128,7 +128,10 @@ def runtime_site(spec: Spec, *, root: str, address: IPv4Interface | IPv4Address 
 
 def first_loader(spec: Spec) -> str:
     """The first file clients fetch over TFTP (the health check reads it)."""
-    return layout.BOOTFILE if "bios" in spec.loaders.chains else layout.UEFI_BOOTFILE
+    chains = spec.loaders.chains
+    if "bios" in chains:
+        return layout.BOOTFILE
+    return layout.UEFI_BOOTFILE if "uefi" in chains else layout.UEFI_ARM64_BOOTFILE
 
 
 @dataclass(frozen=True)

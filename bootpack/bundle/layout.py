@@ -73,6 +73,16 @@ GRUB_CONFIG = f"{GRUB_DIR}/grub.cfg"
 # Secure Boot is off (under Secure Boot GRUB refuses to load modules and falls back to TFTP).
 GRUB_HTTP_MODULE = f"{GRUB_DIR}/x86_64-efi/http.mod"
 
+# arm64 UEFI chain (loaders.chains "uefi-arm64"): the same scheme with arm64 names. Debian's arm64
+# network GRUB also reads `grub/grub.cfg` (the same file as x86-64's: it sends arm64 machines on
+# to their own menu) and loads modules from $prefix/arm64-efi/.
+UEFI_ARM64_BOOTFILE = "bootaa64.efi"
+UEFI_ARM64_GRUB = "grubaa64.efi"
+UEFI_ARM64_MOK_MANAGER = "mmaa64.efi"
+GRUB_ARM64_DIR = f"{GRUB_DIR}/arm64-efi"
+GRUB_ARM64_HTTP_MODULE = f"{GRUB_ARM64_DIR}/http.mod"
+GRUB_ARM64_MENU = f"{GRUB_ARM64_DIR}/menu.cfg"
+
 
 def grub_host_file(mac: str) -> str:
     """A host's GRUB config, named by GRUB's own `$net_default_mac` form (lower case, colons)."""

@@ -29,11 +29,11 @@ from ..errors import BootpackError
 from ..files import PREFIX
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
-from ..spec.model import Spec
+from ..spec.model import Architecture, Spec
 from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
-from .docker_image import docker_client, read_file, resolve_image
+from .docker_image import docker_client, need_emulation, read_file, resolve_image
 from .netboot import WORK, NetbootOptions, run_netboot
 from .roottree import add_boot_report, add_readonly_support, clean_tree, find_init, tree_size
 
@@ -106,18 +106,19 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
 
 def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
                   options: NetbootOptions, overlay: Path | None, where: str, mtime: int,
-                  progress: Progress, out: Path) -> None:
+                  architecture: Architecture, progress: Progress, out: Path) -> None:
     if os.geteuid() != 0:
         raise BootpackError(f"{where}: building a root tree from a container image needs root: "
                             "its files must keep their owners (run bootpack build as root, e.g. "
                             "with sudo)")
     tree = out / "tree"
+    # dracut runs in the image itself, for its own kernel (under qemu-user for a foreign CPU)
     kver, initrd = run_netboot(client, image_id, family, options, overlay, tree, where=where,
-                               mtime=mtime, progress=progress)
+                               mtime=mtime, architecture=architecture, progress=progress)
     kernel = tree / "boot" / f"vmlinuz-{kver}"
     if not kernel.is_file():
         raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
-                            f"packages = [\"{family.kernel_package}\"]")
+                            f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
     if initrd is not None:
         os.replace(initrd, out / "initrd.img")
@@ -152,11 +153,13 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     modes = image_modes(spec, name)
     client = client or docker_client()
     source = image.from_ or image.dockerfile
-    with progress.step(f"{name}: container image {source}"):
+    need_emulation(image.architecture, where)
+    with progress.step(f"{name}: container image {source} ({image.architecture})"):
         image_id = resolve_image(
             client, where=where, ref=image.from_,
             dockerfile=loaded.resolve(image.dockerfile) if image.dockerfile else None,
-            tag=_tag(spec.bundle.name, name), progress=progress)
+            tag=_tag(spec.bundle.name, name), architecture=image.architecture,
+            progress=progress)
     os_release = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
     family = families.detect_family(os_release or "", where)
     options = netboot_options(family, image.packages, modes, image.drivers)
@@ -168,7 +171,8 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     built = BuiltImage(name=name, kernel=Path(), source=image_id)
     entry = _cached(cache, "rootfs", inputs, f"{name}: packages, overlay and dracut in the image",
                     progress, lambda out: _build_rootfs(client, image_id, family, options, overlay,
-                                                        where, mtime, progress, out))
+                                                        where, mtime, image.architecture,
+                                                        progress, out))
     built.keys["rootfs"], built.hits["rootfs"] = entry.key, entry.hit
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"

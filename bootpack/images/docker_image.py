@@ -20,14 +20,54 @@ import docker.errors
 from ..errors import BootpackError
 from ..external import docker_client, run_fed
 from ..progress import SILENT, Progress
+from ..spec.model import Architecture, build_host_architecture
 
-__all__ = ["docker_client", "export_tree", "read_file", "remove_quietly", "resolve_image"]
+__all__ = ["docker_client", "export_tree", "need_emulation", "read_file", "remove_quietly",
+           "resolve_image"]
+
+# Docker's name for each architecture (the image config's "Architecture", --platform linux/X).
+DOCKER_ARCH: dict[Architecture, str] = {"x86_64": "amd64", "arm64": "arm64"}
+# binfmt_misc entry Debian's qemu-user-static registers for each architecture (binfmt-support).
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_ENTRY: dict[Architecture, str] = {"x86_64": "qemu-x86_64", "arm64": "qemu-aarch64"}
 
 
-def _pull(client: docker.DockerClient, ref: str, where: str, progress: Progress) -> str:
-    progress.detail(f"docker pull {ref}")
+def need_emulation(architecture: Architecture, where: str) -> None:
+    """An image for another CPU than this machine's runs its RUN steps and dracut through
+    binfmt_misc and qemu-user: say what is missing before Docker fails obscurely."""
+    if architecture == build_host_architecture():
+        return
+    entry = BINFMT / BINFMT_ENTRY[architecture]
     try:
-        image = client.images.pull(ref)
+        enabled = entry.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        enabled = False
+    if not enabled:
+        raise BootpackError(
+            f"{where}: architecture = {architecture!r} is not this machine's "
+            f"({build_host_architecture()}), and binfmt_misc has no enabled {entry.name} entry, "
+            "so the image's programs cannot run here; install Debian's qemu-user-static and "
+            f"binfmt-support (apt-get install qemu-user-static binfmt-support; then "
+            f"update-binfmts --enable {entry.name}), or run scripts/install")
+
+
+def check_architecture(client: docker.DockerClient, image_id: str, architecture: Architecture,
+                       where: str) -> None:
+    """The image is built for the spec's architecture (a `from` image may be another's)."""
+    found = str(client.images.get(image_id).attrs.get("Architecture", ""))
+    if found and found != DOCKER_ARCH[architecture]:
+        raise BootpackError(
+            f"{where}: the container image is for {found}, but architecture = {architecture!r}; "
+            f"use an image built for linux/{DOCKER_ARCH[architecture]} (e.g. "
+            f"`docker build --platform linux/{DOCKER_ARCH[architecture]}`), or set "
+            "architecture to the image's")
+
+
+def _pull(client: docker.DockerClient, ref: str, where: str, progress: Progress,
+          platform: str) -> str:
+    progress.detail(f"docker pull --platform {platform} {ref}")
+    try:
+        image = client.images.pull(ref, platform=platform)
     except docker.errors.DockerException as exc:
         raise BootpackError(f"{where}: image {ref!r} is not available locally and could not be "
                             f"pulled ({exc}); build or load it first (docker build/load), or use "
@@ -35,24 +75,28 @@ def _pull(client: docker.DockerClient, ref: str, where: str, progress: Progress)
     return str(image.id)
 
 
-def image_from_ref(client: docker.DockerClient, ref: str, where: str, progress: Progress = SILENT) -> str:
+def image_from_ref(client: docker.DockerClient, ref: str, where: str, progress: Progress = SILENT,
+                   architecture: Architecture = "x86_64") -> str:
     try:
         return str(client.images.get(ref).id)
     except docker.errors.ImageNotFound:
-        return _pull(client, ref, where, progress)
+        return _pull(client, ref, where, progress, f"linux/{DOCKER_ARCH[architecture]}")
     except docker.errors.DockerException as exc:
         raise BootpackError(f"{where}: cannot inspect image {ref!r}: {exc}") from None
 
 
 def build_dockerfile(client: docker.DockerClient, dockerfile: Path, tag: str, where: str,
-                     progress: Progress = SILENT) -> str:
+                     architecture: Architecture = "x86_64", progress: Progress = SILENT) -> str:
     """`docker build` with the Dockerfile's folder as context; returns the image id."""
-    progress.detail(f"$ docker build --rm --tag {tag} --file {dockerfile.name} {dockerfile.parent}")
+    platform = f"linux/{DOCKER_ARCH[architecture]}"
+    progress.detail(f"$ docker build --rm --platform {platform} --tag {tag} --file "
+                    f"{dockerfile.name} {dockerfile.parent}")
     image_id: str | None = None
     log: list[str] = []
     try:
         for chunk in client.api.build(path=str(dockerfile.parent), dockerfile=dockerfile.name,
-                                      tag=tag, rm=True, forcerm=True, decode=True):
+                                      tag=tag, rm=True, forcerm=True, decode=True,
+                                      platform=platform):
             if "stream" in chunk:
                 for line in str(chunk["stream"]).splitlines():
                     if line.strip():
@@ -74,12 +118,15 @@ def build_dockerfile(client: docker.DockerClient, dockerfile: Path, tag: str, wh
 
 def resolve_image(client: docker.DockerClient, *, where: str, ref: str | None = None,
                   dockerfile: Path | None = None, tag: str = "bootpack-image:latest",
-                  progress: Progress = SILENT) -> str:
-    """Image id for a spec image's `from` or `dockerfile`."""
+                  architecture: Architecture = "x86_64", progress: Progress = SILENT) -> str:
+    """Image id for a spec image's `from` or `dockerfile`, built for `architecture`."""
     if ref is not None:
-        return image_from_ref(client, ref, where, progress)
-    assert dockerfile is not None
-    return build_dockerfile(client, dockerfile, tag, where, progress)
+        image_id = image_from_ref(client, ref, where, progress, architecture)
+    else:
+        assert dockerfile is not None
+        image_id = build_dockerfile(client, dockerfile, tag, where, architecture, progress)
+    check_architecture(client, image_id, architecture, where)
+    return image_id
 
 
 def remove_quietly(container: Any) -> None:

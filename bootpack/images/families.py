@@ -26,7 +26,11 @@ class Family:
     install: str  # shell prefix: install packages (names appended)
     clean: str  # shell: drop package lists and caches
     packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    kernel_package: str = ""  # suggested when an image has no kernel
+    # suggested when an image has no kernel, by architecture
+    kernel_packages: dict[str, str] = field(default_factory=dict)
+
+    def kernel_package(self, architecture: str) -> str:
+        return self.kernel_packages.get(architecture, "a kernel package")
 
     def install_script(self, packages: list[str]) -> str:
         if not packages:
@@ -60,7 +64,7 @@ DEBIAN = Family(
         # mountd: an NFSv3 root fails with "mount.nfs: Protocol not supported".
         NFS: ("nfs-common", "netbase"),
     },
-    kernel_package="linux-image-amd64",
+    kernel_packages={"x86_64": "linux-image-amd64", "arm64": "linux-image-arm64"},
 )
 
 FAMILIES: tuple[Family, ...] = (DEBIAN,)

@@ -152,7 +152,7 @@ def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
 
 def run_netboot(client: docker.DockerClient, image_id: str, family: Family, options: NetbootOptions,
                 overlay: Path | None, target: Path, *, where: str, mtime: int,
-                progress: Progress = SILENT) -> tuple[str, Path | None]:
+                architecture: str = "x86_64", progress: Progress = SILENT) -> tuple[str, Path | None]:
     """Run the netboot script in a container from image_id and export its file system to target.
 
     Returns (kernel version, path of the initrd inside target or None)."""
@@ -177,7 +177,7 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
         if code == NO_KERNEL:
             raise BootpackError(
                 f"{where}: the image has no kernel (nothing in /boot and /lib/modules); add "
-                f"packages = [\"{family.kernel_package}\"] to the image or install it in the "
+                f"packages = [\"{family.kernel_package(architecture)}\"] to the image or install it in the "
                 "Dockerfile")
         if code == NO_INIT:
             raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to "

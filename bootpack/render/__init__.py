@@ -19,7 +19,7 @@ def render_loader_configs(spec: Spec, site: Site) -> dict[str, str]:
     files: dict[str, str] = {}
     if "bios" in spec.loaders.chains:
         files.update(render_pxelinux(spec, site))
-    if "uefi" in spec.loaders.chains:
+    if "uefi" in spec.loaders.chains or "uefi-arm64" in spec.loaders.chains:
         files.update(render_grub(spec, site))
     if "ipxe" in spec.loaders.chains:
         files.update(render_ipxe(spec, site))

@@ -16,6 +16,7 @@ system architecture (RFC 4578), unless its host entry forces one (hosts[].chain)
 iPXE does DHCP again and would be handed itself forever (Debian's 2019 build has no embedded
 script): a UEFI client whose user class (option 77) is "iPXE" gets the URL of the iPXE script
 instead of the binary. A BIOS client whose NIC ROM is iPXE still gets pxelinux.0 (the bios chain).
+  11    arm64 UEFI       -> bootaa64.efi (Debian's signed arm64 shim) over TFTP
 next-server is the same server for every architecture.
 """
 
@@ -33,10 +34,12 @@ from .common import HEADER
 ARCH_BIOS = 0
 ARCH_UEFI_X64 = (7, 9)  # 7 is what OVMF and most firmware send; 9 is what RFC 4578 says
 ARCH_UEFI_X64_HTTP = 16
+ARCH_UEFI_ARM64 = 11  # what AAVMF and arm64 servers' firmware send
 HTTP_CLIENT = "HTTPClient"
 IPXE_USER_CLASS = "iPXE"  # option 77 as iPXE sends it (the bare word, not RFC 3004's format)
 BOOT_FILES: dict[Chain, str] = {"bios": layout.BOOTFILE, "uefi": layout.UEFI_BOOTFILE,
-                                "ipxe": layout.IPXE_BOOTFILE}
+                                "ipxe": layout.IPXE_BOOTFILE,
+                                "uefi-arm64": layout.UEFI_ARM64_BOOTFILE}
 
 
 def uefi_chain(spec: Spec, site: Site) -> Chain:
@@ -91,7 +94,7 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
     uefi_arch = "(" + " or ".join(f"option {ISC_ARCH} = 00:{a:02x}" for a in ARCH_UEFI_X64) + ")"
     # dhcpd reads `if (` as a C-style condition that ends at its `)`: no test starts with one.
     ipxe_client = f'exists user-class and option user-class = "{IPXE_USER_CLASS}"'
-    for chain in ("bios", "uefi"):
+    for chain in ("bios", "uefi", "uefi-arm64"):  # ipxe: below, with its script
         macs = forced(spec, chain)
         if macs:
             rules.append((" or ".join(_isc_hw(m) for m in macs),
@@ -107,6 +110,9 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
         rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_X64_HTTP:02x}",
                       [f'option vendor-class-identifier "{HTTP_CLIENT}";',
                        f'filename "{http_boot_url(spec, site)}";']))
+    if "uefi-arm64" in chains:
+        rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_ARM64:02x}",
+                      [f'filename "{layout.UEFI_ARM64_BOOTFILE}";']))
     default = [f'filename "{layout.BOOTFILE}";'] if "bios" in chains else []
     if not rules:
         return [f"{indent}{line}\n" for line in default]
@@ -159,9 +165,12 @@ def render_isc(spec: Spec, site: Site) -> str:
 
 def _dnsmasq_tags(spec: Spec, site: Site) -> list[str]:
     """Tag rules (dnsmasq applies tag-if lines in order): each client ends with at most one of
-    bp-bios, bp-uefi, bp-ipxe, bp-ipxe-script, bp-http."""
+    bp-bios, bp-uefi, bp-ipxe, bp-ipxe-script, bp-http, bp-arm64."""
     out = [f"dhcp-match=set:bp-arch-uefi,option:client-arch,{a}\n" for a in ARCH_UEFI_X64]
     out.append(f"dhcp-match=set:bp-arch-http,option:client-arch,{ARCH_UEFI_X64_HTTP}\n")
+    arm64 = "uefi-arm64" in spec.loaders.chains
+    if arm64:
+        out.append(f"dhcp-match=set:bp-arch-arm64,option:client-arch,{ARCH_UEFI_ARM64}\n")
     for chain in CHAINS:
         macs = forced(spec, chain)
         out += [f"dhcp-mac=set:bp-force-{chain},{mac}\n" for mac in macs]
@@ -172,12 +181,16 @@ def _dnsmasq_tags(spec: Spec, site: Site) -> list[str]:
         out += [f"dhcp-userclass=set:bp-ipxe-client,{IPXE_USER_CLASS}\n",
                 "tag-if=set:bp-ipxe-script,tag:bp-ipxe-client,tag:bp-arch-uefi,tag:!bp-forced\n",
                 "tag-if=set:bp-ipxe-script,tag:bp-ipxe-client,tag:bp-force-ipxe\n"]
+    if arm64:  # a forced chain wins over option 93; without one, option 93 decides
+        out += ["tag-if=set:bp-arm64,tag:bp-force-uefi-arm64\n",
+                "tag-if=set:bp-arm64,tag:bp-arch-arm64,tag:!bp-forced\n"]
     out += ["tag-if=set:bp-uefi,tag:bp-force-uefi\n",
             "tag-if=set:bp-ipxe,tag:bp-force-ipxe,tag:!bp-ipxe-script\n",
             f"tag-if=set:bp-{uefi_chain(spec, site)},tag:bp-arch-uefi,tag:!bp-forced,"
             "tag:!bp-ipxe-script\n",
             "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-forced\n",
-            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http\n"]
+            "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http"
+            ",tag:!bp-arm64\n"]
     return out
 
 
@@ -208,6 +221,8 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             out.append(f"pxe-service=tag:bp-bios,x86PC,{quoting.dnsmasq_string(spec.menu.title)},pxelinux,"
                        f"{site.address}\n")
         out += _dnsmasq_uefi_boot(spec, site)
+        if "uefi-arm64" in chains:
+            out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
     else:
         assert site.range is not None
         out.append(f"dhcp-range={site.range[0]},{site.range[1]},{netmask},{site.lease_time}\n")
@@ -223,6 +238,8 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         if "uefi" in chains or "ipxe" in chains:
             out += [f"dhcp-boot=tag:bp-http,{http_boot_url(spec, site)}\n",
                     f"dhcp-option-force=tag:bp-http,option:vendor-class,{HTTP_CLIENT}\n"]
+        if "uefi-arm64" in chains:
+            out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
         for host in served_hosts(spec, site):
             out.append(f"dhcp-host={host.mac},{host.ip},{quoting.dnsmasq_word(host.name)}\n")
     return "".join(out)
@@ -240,7 +257,7 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
     ones, and Kea evaluates them in this order)."""
     chains = spec.loaders.chains
     classes: list[dict[str, Any]] = []
-    if "uefi" not in chains and "ipxe" not in chains:
+    if not {"uefi", "ipxe", "uefi-arm64"} & set(chains):
         return classes
     arch = "(" + " or ".join(f"option[93].hex == 0x{a:04x}" for a in ARCH_UEFI_X64) + ")"
     if not_forced := _forced_any(spec):
@@ -258,6 +275,13 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
     def tftp(chain: Chain) -> dict[str, Any]:
         return {"next-server": str(site.address), "boot-file-name": BOOT_FILES[chain]}
 
+    if "uefi-arm64" in chains:
+        test = f"option[93].hex == 0x{ARCH_UEFI_ARM64:04x}"
+        if not_forced:
+            test = f"({test} and not ({_kea_macs(not_forced)}))"
+        if macs := forced(spec, "uefi-arm64"):
+            test = f"{test} or {_kea_macs(macs)}"
+        add("bootpack-arm64", test, tftp("uefi-arm64"))
     if "ipxe" in chains:
         mine = f"{arch} or {_kea_macs(m)}" if (m := forced(spec, "ipxe")) else arch
         add("bootpack-ipxe-script",
@@ -271,11 +295,12 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
                 ([_kea_macs(macs)] if (macs := forced(spec, chain)) else [])
             if tests:
                 add(f"bootpack-{chain}", " or ".join(tests), tftp(chain))
-    http = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x}"
-    if not_forced:
-        http += f" and not ({_kea_macs(not_forced)})"
-    add("bootpack-http", http, {"boot-file-name": http_boot_url(spec, site), "option-data": [
-        {"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
+    if "uefi" in chains or "ipxe" in chains:
+        http = f"option[93].hex == 0x{ARCH_UEFI_X64_HTTP:04x}"
+        if not_forced:
+            http += f" and not ({_kea_macs(not_forced)})"
+        add("bootpack-http", http, {"boot-file-name": http_boot_url(spec, site), "option-data": [
+            {"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
     if "bios" in chains:
         add("bootpack-bios", None, tftp("bios"))  # everyone else
     return classes

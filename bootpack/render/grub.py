@@ -1,10 +1,12 @@
-"""GRUB configs for the x86-64 UEFI chain (shim -> Debian's signed network GRUB).
+"""GRUB configs for the UEFI chains, x86-64 and arm64 (shim -> Debian's signed network GRUB).
 
 Debian's network GRUB reads only `(tftp,<next-server>)/grub/grub.cfg`: it never looks for a
 per-MAC file itself, and `[ -e ]` on the TFTP device is always false. So `grub/grub.cfg` first
 compares `$net_default_mac` (the booting NIC, lower case with colons) with each known host and
 hands a match to that host's own file with `configfile`; everyone else falls through to the
-default menu, rendered from the same `BootMenu` as pxelinux's.
+default menu of their architecture, rendered from the same `BootMenu` as pxelinux's. x86-64 and
+arm64 GRUB both read `grub/grub.cfg`: when both chains are carried, it sends arm64 GRUB
+(`$grub_cpu` = arm64) on to `grub/arm64-efi/menu.cfg` and shows the x86-64 menu itself.
 
 Kernel and initrd come over HTTP when GRUB can load its http module (served next to grub.cfg,
 from the same GRUB build), and over TFTP from the same server when it cannot: Debian's signed
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from ..bundle import layout
 from ..errors import BootpackError
-from ..spec.model import GRUB_UNSAFE_CMDLINE, Host, Spec
+from ..spec.model import GRUB_UNSAFE_CMDLINE, Architecture, Host, Spec
 from ..spec.site import Site
 from . import quoting
 from .common import HEADER
@@ -74,18 +76,43 @@ def _menuentry(item: BootItem, bootif: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grub_architectures(spec: Spec) -> list[Architecture]:
+    """The architectures whose GRUB reads grub/grub.cfg: one per UEFI chain carried."""
+    archs: list[Architecture] = []
+    if "uefi" in spec.loaders.chains:
+        archs.append("x86_64")
+    if "uefi-arm64" in spec.loaders.chains:
+        archs.append("arm64")
+    return archs
+
+
+def _menu(spec: Spec, site: Site, architecture: Architecture) -> list[str]:
+    menu = boot_menu(spec, site, architecture)
+    out = [f"set timeout={menu.timeout}\n", f"set default={quote(menu.default)}\n",
+            "set timeout_style=menu\n" if menu.timeout else "set timeout_style=hidden\n", "\n"]
+    # pxelinux's IPAPPEND 2 equivalent; dracut reads BOOTIF with colons as well as dashes.
+    out += [_menuentry(item, "BOOTIF=01-$net_default_mac") for item in menu.items]
+    return out
+
+
 def default_config(spec: Spec, site: Site) -> str:
-    """grub/grub.cfg: per-host dispatch by MAC, then the menu."""
-    menu = boot_menu(spec, site)
+    """grub/grub.cfg: per-host dispatch by MAC, then the menu of the client's architecture."""
+    archs = grub_architectures(spec)
     out = [HEADER, _files_source(site)]
     for host in spec.hosts:
         out.append(f'if [ "$net_default_mac" = {quote(host.mac)} ]; then '
                    f"configfile {quote('/' + layout.grub_host_file(host.mac))}; fi\n")
-    out += [f"set timeout={menu.timeout}\n", f"set default={quote(menu.default)}\n",
-            "set timeout_style=menu\n" if menu.timeout else "set timeout_style=hidden\n", "\n"]
-    # pxelinux's IPAPPEND 2 equivalent; dracut reads BOOTIF with colons as well as dashes.
-    out += [_menuentry(item, "BOOTIF=01-$net_default_mac") for item in menu.items]
-    return "".join(out)
+    if len(archs) > 1:
+        # GRUB sets $grub_cpu to its build's CPU: x86_64 or arm64.
+        out.append(f'if [ "$grub_cpu" = "arm64" ]; then '
+                   f"configfile {quote('/' + layout.GRUB_ARM64_MENU)}; fi\n")
+    return "".join(out + _menu(spec, site, archs[0]))
+
+
+def arm64_menu_config(spec: Spec, site: Site) -> str:
+    """grub/arm64-efi/menu.cfg: the arm64 menu, when grub.cfg shows the x86-64 one."""
+    # configfile starts a new context without grub.cfg's variables: set the files source again.
+    return "".join([HEADER, "# arm64 clients\n", _files_source(site), *_menu(spec, site, "arm64")])
 
 
 def host_config(spec: Spec, site: Site, host: Host) -> str:
@@ -99,6 +126,8 @@ def host_config(spec: Spec, site: Site, host: Host) -> str:
 def render_grub(spec: Spec, site: Site) -> dict[str, str]:
     """Paths relative to the TFTP root -> file contents."""
     files = {layout.GRUB_CONFIG: default_config(spec, site)}
+    if len(grub_architectures(spec)) > 1:
+        files[layout.GRUB_ARM64_MENU] = arm64_menu_config(spec, site)
     for host in spec.hosts:
         files[layout.grub_host_file(host.mac)] = host_config(spec, site, host)
     return files

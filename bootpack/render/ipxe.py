@@ -72,7 +72,7 @@ def boot_script(site: Site) -> str:
 
 def default_config(spec: Spec, site: Site) -> str:
     """ipxe/default.ipxe: the menu every client without a host file sees."""
-    menu = boot_menu(spec, site)
+    menu = boot_menu(spec, site, "x86_64")  # Debian's iPXE here is x86-64 UEFI only
     out = [SHEBANG, HEADER]
     if menu.timeout == 0:
         out.append(f"goto {menu.default}\n")  # boot the default at once, no menu
@@ -102,5 +102,6 @@ def render_ipxe(spec: Spec, site: Site) -> dict[str, str]:
     """Paths relative to the TFTP (and HTTP) root -> file contents."""
     files = {layout.IPXE_SCRIPT: boot_script(site), layout.IPXE_MENU: default_config(spec, site)}
     for host in spec.hosts:
-        files[layout.ipxe_host_file(host.mac)] = host_config(spec, site, host)
+        if spec.host_architecture(host) in (None, "x86_64"):  # an arm64 host never runs it
+            files[layout.ipxe_host_file(host.mac)] = host_config(spec, site, host)
     return files

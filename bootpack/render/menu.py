@@ -2,7 +2,9 @@
 each entry its kernel, initrd and full command line (root mode first, then the user's words).
 
 pxelinux (BIOS) and GRUB (UEFI) configs are both rendered from `boot_menu` and `host_item`, so a
-label, a default, a timeout and a command line mean the same on every firmware.
+label, a default, a timeout and a command line mean the same on every firmware. A menu is for one
+architecture: it lists the entries that boot there, and its default is menu.default when that
+fits, else the first entry that does.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bundle import layout
-from ..spec.model import Entry, Host, Spec
+from ..spec.model import Architecture, Entry, Host, Spec
 from ..spec.site import Site
 from . import quoting
 from .nfs import has_writable_root, host_root_path, nfs_root_path
@@ -107,12 +109,14 @@ def boot_item(spec: Spec, site: Site, entry: Entry, extra: str = "",
                     cmdline, entry.root in ("nfs", "live"))
 
 
-def boot_menu(spec: Spec, site: Site) -> BootMenu:
-    """The menu every client without a host config sees."""
-    items = tuple(boot_item(spec, site, e) for e in spec.entries)
+def boot_menu(spec: Spec, site: Site, architecture: Architecture) -> BootMenu:
+    """The menu every client of this architecture without a host config sees."""
+    default = spec.architecture_default(architecture)
+    # a chain is only carried for an architecture some entry boots on (checks)
+    assert default is not None, f"no entry for {architecture}"
+    items = tuple(boot_item(spec, site, e) for e in spec.architecture_entries(architecture))
     title = quoting.one_line(spec.menu.title, "the boot menu (menu.title)")
-    return BootMenu(title=title, timeout=spec.menu.timeout, default=spec.default_entry.name,
-                    items=items)
+    return BootMenu(title=title, timeout=spec.menu.timeout, default=default.name, items=items)
 
 
 def host_item(spec: Spec, site: Site, host: Host) -> BootItem:

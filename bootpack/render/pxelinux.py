@@ -33,7 +33,7 @@ def _label(item: BootItem, menu_default: bool, site: Site) -> str:
 
 def default_config(spec: Spec, site: Site) -> str:
     """The menu every client without a host file sees."""
-    menu = boot_menu(spec, site)
+    menu = boot_menu(spec, site, "x86_64")  # pxelinux runs on x86 BIOS only
     head = [HEADER.rstrip("\n")]
     if menu.timeout == 0:
         # syslinux reads TIMEOUT 0 as "wait forever"; boot the default without showing a menu.
@@ -57,5 +57,6 @@ def render_pxelinux(spec: Spec, site: Site) -> dict[str, str]:
     """Paths relative to the TFTP root -> file contents."""
     files = {f"{layout.PXE_CONFIG_DIR}/default": default_config(spec, site)}
     for host in spec.hosts:
-        files[layout.pxelinux_host_file(host.mac)] = host_config(spec, site, host)
+        if spec.host_architecture(host) in (None, "x86_64"):  # an arm64 host never runs pxelinux
+            files[layout.pxelinux_host_file(host.mac)] = host_config(spec, site, host)
     return files

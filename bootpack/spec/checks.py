@@ -9,12 +9,13 @@ all so the user sees every problem at once; `build` and `serve` run the same set
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable, Iterable
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .files import NOT_FOUND, input_file_problem
-from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Spec
+from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Architecture, Spec, chain_architecture
 from .site import Site
 
 # A check sees the spec and the network it is served on: the spec's own for `validate` and
@@ -266,9 +267,51 @@ def host_chains_are_carried(spec: Spec, site: Site) -> Iterable[str]:
                    f"{spec.loaders.chains!r}; add it there or drop the host's chain")
 
 
+def host_architectures_agree(spec: Spec, site: Site) -> Iterable[str]:
+    """A host boots one architecture: its own, its forced chain's and its entry's must agree."""
+    names = {e.name for e in spec.entries}
+    for i, host in enumerate(spec.hosts):
+        claims: list[tuple[str, Architecture]] = []  # (what says so, architecture)
+        if host.architecture is not None:
+            claims.append((f"hosts[{i}].architecture", host.architecture))
+        if host.chain is not None:
+            claims.append((f"its chain {host.chain!r}", chain_architecture(host.chain)))
+        if host.entry is not None and host.entry in names:
+            entry = spec.entry(host.entry)
+            entry_arch = spec.entry_architecture(entry)
+            if entry_arch is not None:
+                claims.append((f"its entry {entry.name!r} (images.{entry.image})", entry_arch))
+        for (what, one), (other, another) in itertools.pairwise(claims):
+            if one != another:
+                yield (f"hosts[{i}] ({host.name}): {what} is {one} but {other} is {another}; "
+                       "a machine boots one architecture: point the host at an entry whose "
+                       "image has its architecture, or fix its architecture or chain")
+                break
+        arch = spec.host_architecture(host)
+        if host.entry is None and arch is not None and spec.architecture_default(arch) is None:
+            yield (f"hosts[{i}] ({host.name}): no entry boots on {arch}; add one whose image has "
+                   f"architecture = {arch!r}, or give the host an entry")
+
+
+def architectures_have_chains(spec: Spec, site: Site) -> Iterable[str]:
+    """Every architecture an entry needs has a chain, and every chain has an entry to boot."""
+    chains = spec.loaders.chains
+    carried = {chain_architecture(c) for c in chains}
+    for i, entry in enumerate(spec.entries):
+        arch = spec.entry_architecture(entry)
+        if arch is not None and arch not in carried:
+            yield (f"entries[{i}] ({entry.name}): images.{entry.image} is {arch} but "
+                   f"loaders.chains {chains!r} boots no {arch} machine; add "
+                   f"{'uefi-arm64' if arch == 'arm64' else 'uefi'!r} to loaders.chains")
+    for chain in chains:
+        arch = chain_architecture(chain)
+        if not spec.architecture_entries(arch):
+            yield (f"loaders.chains: {chain!r} boots {arch} machines but no entry has an {arch} "
+                   f"image; add such an entry or drop {chain!r}")
+
 
 def cmdlines_suit_every_chain(spec: Spec, site: Site) -> Iterable[str]:
-    if "uefi" not in spec.loaders.chains:
+    if "uefi" not in spec.loaders.chains and "uefi-arm64" not in spec.loaders.chains:
         return
     owners = [(f"entries[{i}]", e.cmdline) for i, e in enumerate(spec.entries)]
     owners += [(f"hosts[{i}]", h.cmdline) for i, h in enumerate(spec.hosts)]
@@ -314,6 +357,8 @@ CHECKS: tuple[Check, ...] = (
     root_modes_have_what_they_need,
     writable_roots_are_nfs_hosts,
     host_chains_are_carried,
+    host_architectures_agree,
+    architectures_have_chains,
     cmdlines_suit_every_chain,
     texts_suit_ipxe,
 )
@@ -335,7 +380,7 @@ def missing_files(spec: Spec, base: Path) -> list[str]:
             value = getattr(image, key)
             if value is None:
                 continue
-            problem = input_file_problem(base / value, key)
+            problem = input_file_problem(base / value, key, image.architecture)
             if problem == NOT_FOUND:
                 problems.append(f"images.{name}.{key}: file {value!r} not found (looked at "
                                 f"{base / value}); fix the path, which is relative to the spec file")

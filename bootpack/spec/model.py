@@ -11,12 +11,13 @@ the same wherever the spec lives.
 
 from __future__ import annotations
 
+import platform
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -267,8 +268,39 @@ DhcpMode = Literal["server", "proxy", "none"]
 #         GRUB -> kernel, over TFTP; boots with Secure Boot on or off.
 #   ipxe: x86-64 UEFI without Secure Boot: Debian's iPXE (snponly.efi, unsigned) -> iPXE script
 #         -> kernel and initrd over HTTP; the one UEFI chain that works behind a proxy DHCP.
-Chain = Literal["bios", "uefi", "ipxe"]
-CHAINS: tuple[Chain, ...] = ("bios", "uefi", "ipxe")
+#   uefi-arm64: arm64 UEFI (option 93 = 11): Debian's signed arm64 shim -> network GRUB -> kernel.
+Chain = Literal["bios", "uefi", "ipxe", "uefi-arm64"]
+CHAINS: tuple[Chain, ...] = ("bios", "uefi", "ipxe", "uefi-arm64")
+# The CPU an image's kernel and root tree are built for, named as `uname -m` names it (except
+# aarch64, which Debian, Docker and the firmware world call arm64).
+Architecture = Literal["x86_64", "arm64"]
+ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
+# What `platform.machine()` says on each architecture (Linux, BSDs, macOS).
+_MACHINES: dict[str, Architecture] = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64",
+                                      "arm64": "arm64"}
+
+
+def build_host_architecture() -> Architecture:
+    """The architecture of the machine running bootpack: an image's default."""
+    machine = platform.machine().lower()
+    # Anything else (a 32-bit or RISC-V build host) has no default it could build for here.
+    return _MACHINES.get(machine, "x86_64")
+
+
+def chain_architecture(chain: Chain) -> Architecture:
+    """The architecture of the machines a chain boots (every chain but uefi-arm64 is x86-64)."""
+    return "arm64" if chain == "uefi-arm64" else "x86_64"
+
+
+def default_chains(architectures: set[Architecture]) -> list[Chain]:
+    """loaders.chains when the spec does not set it: every chain of the architectures of the
+    images entries boot (x86-64 when there is none, e.g. only local-boot entries)."""
+    chains: list[Chain] = []
+    if "x86_64" in architectures or not architectures:
+        chains += ["bios", "uefi"]
+    if "arm64" in architectures:
+        chains.append("uefi-arm64")
+    return chains
 
 
 def _chain_list(value: list[Chain]) -> list[Chain]:
@@ -345,7 +377,10 @@ class Loaders(_Section):
         "(snponly.efi, not signed: Secure Boot off only) for x86-64 UEFI, kernel and initrd over "
         "HTTP. With both uefi and ipxe, option 93 = 7/9 clients get uefi in server mode and ipxe "
         "in proxy mode (Debian's GRUB cannot boot behind a proxy DHCP), and UEFI HTTP boot "
-        "(option 93 = 16) gets ipxe; hosts[].chain overrides.",
+        "(option 93 = 16) gets ipxe; hosts[].chain overrides. uefi-arm64: arm64 "
+        "UEFI clients (option 93 = 11) get Debian's signed arm64 shim and network GRUB. "
+        "Default: bios and uefi when an entry boots an x86_64 image (or none boots an image), "
+        "uefi-arm64 when one boots an arm64 image.",
     )
 
 
@@ -357,7 +392,9 @@ class Image(_Section):
     Give exactly one source: `kernel` (with `initrd`/`squashfs` files), `from` or `dockerfile`.
     Paths are relative to the spec file."""
 
-    kernel: SpecPath | None = Field(None, description="Kernel file (bzImage/vmlinuz).")
+    kernel: SpecPath | None = Field(
+        None, description="Kernel file (x86_64: bzImage/vmlinuz; arm64: Image, or an EFI zboot "
+        "image).")
     initrd: SpecPath | None = Field(None, description="Initramfs file; optional for nfs and local entries.")
     squashfs: SpecPath | None = Field(
         None, description="Root file system as a squashfs, served over HTTP for live entries."
@@ -386,6 +423,12 @@ class Image(_Section):
         "network drivers bootpack supports (virtio_net, e1000, e1000e, igb, igc, ixgbe, i40e, ice, "
         "r8169, tg3, bnxt_en, mlx4_en, mlx5_core, vmxnet3, hv_netvsc, xen_netfront), not every "
         "module of the kernel.",
+    )
+    architecture: Architecture = Field(
+        default_factory=build_host_architecture,
+        description="CPU architecture of the image (default: the build host's). Its entries boot "
+        "only on machines of this architecture; from/dockerfile images are built for it "
+        "(docker build --platform linux/arm64 through binfmt_misc on an x86-64 host).",
     )
 
     @property
@@ -444,6 +487,11 @@ class Host(_Section):
         "tree (<server.root>/hosts/<name>), exported read-write to this host's ip only (needs ip). "
         "`bootpack serve` makes the copy on first start; every other export stays read-only.",
     )
+    architecture: Architecture | None = Field(
+        None, description="The host's CPU architecture (default: its entry's, or its chain's). "
+        "validate refuses an entry or chain of another architecture; without an entry the host "
+        "boots the menu default of its architecture.",
+    )
     chain: Chain | None = Field(
         None,
         description="Force this host's boot chain (one of loaders.chains) whatever architecture "
@@ -469,6 +517,17 @@ class Spec(_Section):
     entries: list[Entry] = Field(min_length=1, description="Menu entries, in menu order.")
     hosts: list[Host] = Field(default_factory=list, description="Known machines.")
 
+    @model_validator(mode="after")
+    def _default_chains(self) -> Spec:
+        # Unset loaders.chains follows the images' architectures. Set here, once, so every reader
+        # of loaders.chains (and the spec.json a bundle carries) sees the same list.
+        if "chains" not in self.loaders.model_fields_set:
+            used = {self.images[e.image].architecture for e in self.entries
+                    if e.image is not None and e.image in self.images}
+            chains = default_chains(used)
+            object.__setattr__(self, "loaders", Loaders(chains=chains))
+        return self
+
     def entry(self, name: str) -> Entry:
         return next(e for e in self.entries if e.name == name)
 
@@ -476,5 +535,36 @@ class Spec(_Section):
     def default_entry(self) -> Entry:
         return self.entry(self.menu.default) if self.menu.default else self.entries[0]
 
+    def entry_architecture(self, entry: Entry) -> Architecture | None:
+        """The architecture an entry boots on: its image's (None: any, e.g. a local-disk entry)."""
+        image = self.images.get(entry.image) if entry.image is not None else None
+        return image.architecture if image is not None else None
+
+    def fits(self, entry: Entry, architecture: Architecture) -> bool:
+        arch = self.entry_architecture(entry)
+        return arch is None or arch == architecture
+
+    def architecture_entries(self, architecture: Architecture) -> list[Entry]:
+        """The entries a machine of this architecture can boot, in menu order."""
+        return [e for e in self.entries if self.fits(e, architecture)]
+
+    def architecture_default(self, architecture: Architecture) -> Entry | None:
+        """menu.default when it fits the architecture, else the first entry that does."""
+        if self.fits(self.default_entry, architecture):
+            return self.default_entry
+        return next(iter(self.architecture_entries(architecture)), None)
+
+    def host_architecture(self, host: Host) -> Architecture | None:
+        """The host's own, else its forced chain's, else its entry's (None: not known)."""
+        if host.architecture is not None:
+            return host.architecture
+        if host.chain is not None:
+            return chain_architecture(host.chain)
+        entry = next((e for e in self.entries if e.name == host.entry), None)
+        return self.entry_architecture(entry) if entry is not None else None
+
     def host_entry(self, host: Host) -> Entry:
-        return self.entry(host.entry) if host.entry else self.default_entry
+        if host.entry:
+            return self.entry(host.entry)
+        arch = self.host_architecture(host)
+        return (self.architecture_default(arch) if arch else None) or self.default_entry

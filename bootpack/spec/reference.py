@@ -65,7 +65,8 @@ def markdown_reference() -> str:
             if info.is_required():
                 default = "required"
             elif info.default_factory is not None:
-                default = "`[]`" if info.default_factory is list else "`{}`"
+                default = {list: "`[]`", dict: "`{}`"}.get(info.default_factory,  # type: ignore[call-overload]
+                                                           "the build host's")
             else:
                 default = "-" if info.default is None else f"`{info.default!r}`".replace("'", '"')
             out.append(f"| `{key}` | {_type_name(info.annotation)} | {default} | "

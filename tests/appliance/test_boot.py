@@ -23,6 +23,7 @@ import docker
 import pytest
 
 from tests.support.appliance_env import (
+    ARM_MAC,
     KNOWN_MAC,
     LIVE_MAC,
     NFS_MAC,
@@ -38,7 +39,14 @@ from tests.support.appliance_env import (
 )
 from tests.support.marker import MARKER
 from tests.support.netmarker import LIVE_MARK, NFS_ROOT_MARK
-from tests.support.vm import HTTP_BOOT_ONLY, Firmware, boot_vm, ovmf_available, qemu_available
+from tests.support.vm import (
+    HTTP_BOOT_ONLY,
+    Firmware,
+    arm64_available,
+    boot_vm,
+    ovmf_available,
+    qemu_available,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.boot]
 TAP = f"bptap-a{SLOT}"
@@ -141,6 +149,37 @@ def test_uefi_http_boot_boots_the_menu_default_through_ipxe(tmp_path: Path, tap:
     assert "PXE" not in boot.log.split("HTTP Boot", 1)[0]  # no PXE attempt before HTTP boot
     assert f"URI: http://{appliance}/snponly.efi" in boot.log, boot.log[:3000]
     assert "bootpack.entry=marker" in boot.log and "bootpack.host" not in boot.log
+
+
+def _arm64_words(boot_log: str) -> list[str]:
+    line = next(line for line in boot_log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    assert f"{MARKER} arch: aarch64" in boot_log
+    return [w for w in line.split()[2:] if not w.startswith("bootpack.report=")]
+
+
+def test_arm64_vm_boots_its_host_entry_from_the_same_appliance(tmp_path: Path, tap: str,
+                                                              appliance: str) -> None:
+    """An arm64 machine on the same network and appliance as the x86 VMs above: AAVMF's own PXE
+    sends option 93 = 11, dhcpd hands it bootaa64.efi (Debian's signed arm64 shim), shim loads
+    arm64 GRUB, the shared grub.cfg sends the known MAC to its host file: Debian's arm64 kernel
+    over HTTP (GRUB's arm64 http.mod) with the arm64 marker."""
+    if not arm64_available():
+        pytest.fail("qemu-system-arm and qemu-efi-aarch64 are needed (scripts/install --test)")
+    boot = _boot(tmp_path, tap, ARM_MAC, f"{MARKER} done", "arm64 UEFI (known host)",
+                 firmware="arm64")
+    assert _arm64_words(boot.log) == [f"BOOT_IMAGE=(http,{appliance})/images/armmarker/vmlinuz",
+                                      "console=ttyAMA0", "bootpack.entry=arm",
+                                      "bootpack.host=armhost"]
+
+
+def test_unknown_arm64_vm_boots_the_arm64_default(tmp_path: Path, tap: str, appliance: str) -> None:
+    """menu.default (`marker`) is an x86-64 entry: an unknown arm64 machine boots the first arm64
+    entry from the arm64 menu instead."""
+    if not arm64_available():
+        pytest.fail("qemu-system-arm and qemu-efi-aarch64 are needed (scripts/install --test)")
+    boot = _boot(tmp_path, tap, "52:54:00:a7:01:11", f"{MARKER} done", "arm64 UEFI (unknown, menu)",
+                 firmware="arm64")
+    assert _arm64_words(boot.log)[1:] == ["console=ttyAMA0", "bootpack.entry=arm"]
 
 
 PROXY_TAP = f"bptap-a{SLOT}x"

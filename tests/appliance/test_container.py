@@ -223,7 +223,7 @@ def test_dhcp_offer_carries_next_server_and_filename(client: docker.DockerClient
 
 
 @pytest.mark.parametrize(("arch", "expected"), [(0, "pxelinux.0"), (7, "bootx64.efi"),
-                                               (9, "bootx64.efi")])
+                                               (9, "bootx64.efi"), (11, "bootaa64.efi")])
 def test_dhcp_offer_picks_the_loader_by_architecture(client: docker.DockerClient, net: BootNet,
                                                      address: str, arch: int, expected: str) -> None:
     offers = dhcp_offers(client, net, f"52:54:00:a7:0f:{arch + 16:02x}", pxe=True, arch=arch)
@@ -254,6 +254,9 @@ def test_ipxe_asking_again_gets_its_script_not_itself(client: docker.DockerClien
 def test_http_serves_the_uefi_loaders_and_runtime_grub_config(address: str) -> None:
     shim = urllib.request.urlopen(f"http://{address}/bootx64.efi", timeout=10).read()
     assert shim[:2] == b"MZ" and len(shim) > 500_000
+    data, _ = tftp_read(address, "bootaa64.efi")  # the arm64 shim, over TFTP as AAVMF reads it
+    pe = int.from_bytes(data[0x3C:0x40], "little")
+    assert data[pe:pe + 6] == b"PE\0\0\x64\xaa"  # IMAGE_FILE_MACHINE_ARM64
     grub = urllib.request.urlopen(f"http://{address}/grub/grub.cfg", timeout=10).read().decode()
     assert f"configfile '/grub/hosts/{KNOWN_MAC}.cfg'" in grub
     ipxe = urllib.request.urlopen(f"http://{address}/snponly.efi", timeout=10).read()
@@ -375,6 +378,9 @@ def test_proxy_mode_offers_boot_data_and_no_address(client: docker.DockerClient,
         # no PXE menu for UEFI: the proxy offer itself names the loader and the server; the
         # bundle carries ipxe, which (unlike Debian's GRUB) can boot behind a proxy DHCP
         assert all(o["file"] == "snponly.efi" and o["siaddr"] == address for o in uefi), uefi
+        arm64 = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:12", pxe=True, arch=11)
+        assert arm64 and all(o["yiaddr"] == "0.0.0.0" and o["file"] == "bootaa64.efi"
+                             and o["siaddr"] == address for o in arm64), arm64
         print(f"\nproxy offers, BIOS: {offers}\nUEFI: {uefi}")
         # iPXE asking again through the proxy gets its script's URL, not snponly.efi (trap T3)
         ipxe = dhcp_offers(client, proxy_net, "52:54:00:a7:0e:11", pxe=True, arch=7,

@@ -32,3 +32,30 @@ def test_chains_pick_the_files() -> None:
     assert "bootx64.efi" not in loaders.find_loader_files(["bios"])
     only_uefi = loaders.find_loader_files(["uefi"])
     assert "pxelinux.0" not in only_uefi and "grubx64.efi" in only_uefi
+
+
+def test_arm64_files_are_debians_signed_arm64_shim_and_network_grub() -> None:
+    # scripts/install unpacks Debian's arm64 packages under loaders.ARM64_ROOT on this x86-64 box
+    found = loaders.find_uefi_arm64_files()
+    assert sorted(found) == ["bootaa64.efi", "grub/arm64-efi/http.mod", "grubaa64.efi", "mmaa64.efi"]
+    assert found["grubaa64.efi"].name == "grubnetaa64.efi.signed"
+    assert found["bootaa64.efi"].name == "shimaa64.efi.signed"
+    for name, path in found.items():
+        data = path.read_bytes()
+        if name.endswith(".mod"):
+            assert data[:4] == b"\x7fELF" and data[18:20] == b"\xb7\x00"  # EM_AARCH64
+        else:  # a PE image for arm64 (IMAGE_FILE_MACHINE_ARM64)
+            pe = int.from_bytes(data[0x3C:0x40], "little")
+            assert data[:2] == b"MZ" and data[pe:pe + 6] == b"PE\0\0\x64\xaa"
+    assert set(loaders.find_loader_files(["uefi-arm64"])) == set(found)
+
+
+def test_missing_arm64_files_say_how_to_fetch_them(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(loaders.ARM64_ENV, str(tmp_path))
+    with pytest.raises(BootpackError) as info:
+        loaders.find_uefi_arm64_files()
+    text = str(info.value)
+    assert "the uefi-arm64 chain's loaders are missing" in text and str(tmp_path) in text
+    assert "dpkg --add-architecture arm64" in text and "grub-efi-arm64-signed:arm64" in text
+    assert "scripts/install" in text and 'drop "uefi-arm64" from loaders.chains' in text

@@ -427,3 +427,41 @@ def test_cache_two_processes_build_a_missing_step_once(tmp_path: Path) -> None:
     assert len(Cache(tmp_path / "cache").entries()) == 1
     Cache(tmp_path / "cache").prune()
     assert not list((tmp_path / "cache" / "steps").glob(".*.lock"))
+
+
+def test_a_foreign_architecture_needs_binfmt_and_says_how(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from bootpack.images import docker_image
+
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    docker_image.need_emulation("x86_64", "images.x")  # this machine's own: nothing to check
+    monkeypatch.setattr(docker_image, "BINFMT", tmp_path)
+    with pytest.raises(BootpackError) as info:
+        docker_image.need_emulation("arm64", "images.arm")
+    text = str(info.value)
+    assert text.startswith("images.arm: architecture = 'arm64' is not this machine's (x86_64)")
+    assert "no enabled qemu-aarch64 entry" in text and "apt-get install qemu-user-static" in text
+    (tmp_path / "qemu-aarch64").write_text("disabled\ninterpreter /usr/libexec/qemu-binfmt/x\n")
+    with pytest.raises(BootpackError):
+        docker_image.need_emulation("arm64", "images.arm")
+    (tmp_path / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/x\n")
+    docker_image.need_emulation("arm64", "images.arm")
+
+
+def test_the_kernel_package_suggested_follows_the_architecture() -> None:
+    from bootpack.images.families import DEBIAN
+
+    assert DEBIAN.kernel_package("arm64") == "linux-image-arm64"
+    assert DEBIAN.kernel_package("x86_64") == "linux-image-amd64"
+
+
+@pytest.mark.docker
+def test_an_image_of_another_architecture_is_refused(debian_base_image: str) -> None:
+    from bootpack.images.docker_image import check_architecture, docker_client
+
+    client = docker_client()
+    check_architecture(client, debian_base_image, "x86_64", "images.x")  # debian:bookworm-slim
+    with pytest.raises(BootpackError) as info:
+        check_architecture(client, debian_base_image, "arm64", "images.x")
+    assert ("images.x: the container image is for amd64, but architecture = 'arm64'; use an "
+            "image built for linux/arm64") in str(info.value)

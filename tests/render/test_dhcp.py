@@ -12,17 +12,19 @@ import pytest
 from bootpack.render.dhcp import render_dhcp, render_dnsmasq, render_isc, render_kea
 from bootpack.spec import parse_spec
 from bootpack.spec.site import Site
-from tests.support.specs import lab_data
+from tests.support.specs import lab_data, mixed_data
 
 
 def lab(mode: str = "server", chains: tuple[str, ...] = ("bios", "uefi"),  # type: ignore[no-untyped-def]
         force: str | None = None):
-    data = lab_data()
+    data = mixed_data() if "uefi-arm64" in chains else lab_data()
+    if "uefi" not in chains and "bios" not in chains:  # arm64 only: the lab's image is arm64 too
+        data["images"]["kdev"]["architecture"] = "arm64"
     data["dhcp"]["mode"] = mode
     data["loaders"] = {"chains": list(chains)}
     data["hosts"].append({"name": "node2", "mac": "52:54:00:00:00:02", "ip": "10.0.2.51"})
     if force:
-        data["hosts"][1]["chain"] = force
+        data["hosts"][-1]["chain"] = force
     spec = parse_spec(data)
     return spec, Site.from_spec(spec)
 
@@ -100,6 +102,33 @@ def test_kea_reservations_and_boot_fields() -> None:
             "hostname": "node1"} in subnet["reservations"]
 
 
+def test_arm64_clients_get_the_arm64_shim_in_every_server() -> None:
+    spec, site = lab(chains=("bios", "uefi", "uefi-arm64"))
+    isc = render_isc(spec, site)
+    assert ('} elsif option bootpack-arch = 00:0b {\n    filename "bootaa64.efi";\n' in isc)
+    dnsmasq = render_dnsmasq(spec, site)
+    assert "dhcp-match=set:bp-arch-arm64,option:client-arch,11\n" in dnsmasq
+    assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in dnsmasq
+    assert "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-http,tag:!bp-arm64\n" in dnsmasq
+    proxy = render_dnsmasq(*lab("proxy", ("bios", "uefi", "uefi-arm64")))
+    assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in proxy
+    classes = {c["name"]: c for c in json.loads(render_kea(spec, site))["Dhcp4"]["client-classes"]}
+    assert classes["bootpack-arm64"]["test"] == "option[93].hex == 0x000b"
+    assert classes["bootpack-arm64"]["boot-file-name"] == "bootaa64.efi"
+    assert "not member('bootpack-arm64')" in classes["bootpack-bios"]["test"]
+
+
+def test_a_host_forced_to_arm64_gets_the_arm64_shim() -> None:
+    spec, site = lab(chains=("bios", "uefi", "uefi-arm64"), force="uefi-arm64")
+    assert 'if hardware = 01:52:54:00:00:00:02 {\n    filename "bootaa64.efi";' in render_isc(spec, site)
+    dnsmasq = render_dnsmasq(spec, site)
+    assert "dhcp-mac=set:bp-force-uefi-arm64,52:54:00:00:00:02\n" in dnsmasq
+    assert "tag-if=set:bp-arm64,tag:bp-force-uefi-arm64\n" in dnsmasq
+    classes = {c["name"]: c for c in json.loads(render_kea(spec, site))["Dhcp4"]["client-classes"]}
+    assert classes["bootpack-arm64"]["test"].endswith("or pkt4.mac == 0x525400000002")
+    assert "not (pkt4.mac == 0x525400000002)" in classes["bootpack-uefi"]["test"]
+
+
 def test_files_per_mode() -> None:
     assert sorted(render_dhcp(*lab())) == ["dhcpd.conf", "dnsmasq.conf", "kea-dhcp4.json"]
     assert sorted(render_dhcp(*lab("proxy"))) == ["dnsmasq.conf"]
@@ -116,7 +145,8 @@ def _needs(program: str) -> None:
 
 
 CHAIN_SETS = [("bios", "uefi"), ("uefi",), ("bios",), ("ipxe", "bios", "uefi"), ("ipxe",),
-              ("uefi", "ipxe")]
+              ("uefi", "ipxe"), ("bios", "uefi", "uefi-arm64"), ("uefi-arm64",),
+              ("uefi-arm64", "bios"), ("bios", "uefi", "ipxe", "uefi-arm64")]
 
 
 @pytest.mark.parametrize("chains", CHAIN_SETS)

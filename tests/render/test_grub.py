@@ -5,13 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bootpack.errors import BootpackError
-from bootpack.render import Site, render_bundle_configs
+from bootpack.render import Site, render_bundle_configs, render_loader_configs
 from bootpack.render.grub import default_config, host_config, quote, render_grub
 from bootpack.render.menu import boot_menu, host_item
 from bootpack.render.pxelinux import default_config as pxe_default
 from bootpack.render.pxelinux import host_config as pxe_host
 from bootpack.spec import parse_spec
-from tests.support.specs import lab_data
+from bootpack.spec.model import Spec
+from tests.support.specs import lab_data, mixed_data
 
 
 def lab(**changes):  # type: ignore[no-untyped-def]
@@ -44,7 +45,7 @@ def test_menu_default_timeout_and_labels_match_pxelinux() -> None:
     assert "set default='live'\n" in text and "DEFAULT live\n" in pxe
     assert "menuentry 'Other'\\''s kernel' --id 'other' {" in text
     assert "MENU LABEL Other's kernel" in pxe
-    menu = boot_menu(spec, site)
+    menu = boot_menu(spec, site, "x86_64")
     assert [i.name for i in menu.items] == ["other", "live", "disk"]
     for item in menu.items:
         if item.kernel is not None:
@@ -147,3 +148,50 @@ def test_kernels_over_http_when_grub_may_load_http_mod_else_tftp() -> None:
     # before the host dispatch, so a host file's entries see it too
     text = default_config(spec, site)
     assert text.index("insmod http") < text.index("configfile")
+
+
+def mixed() -> tuple[Spec, Site]:
+    spec = parse_spec(mixed_data())
+    return spec, Site.from_spec(spec)
+
+
+def test_each_architecture_gets_its_own_menu() -> None:
+    spec, site = mixed()
+    x86, arm = boot_menu(spec, site, "x86_64"), boot_menu(spec, site, "arm64")
+    assert [i.name for i in x86.items] == ["live"] and x86.default == "live"
+    # menu.default ("live") is x86-64: arm64 clients boot their first entry
+    assert [i.name for i in arm.items] == ["arm"] and arm.default == "arm"
+
+
+def test_grub_cfg_sends_arm64_grub_to_its_menu() -> None:
+    spec, site = mixed()
+    files = render_grub(spec, site)
+    cfg, arm = files["grub/grub.cfg"], files["grub/arm64-efi/menu.cfg"]
+    dispatch = ("if [ \"$grub_cpu\" = \"arm64\" ]; then configfile '/grub/arm64-efi/menu.cfg'; fi\n")
+    # hosts first (a known host's file is the same for both), then arm64, then the x86-64 menu
+    assert cfg.index("52:54:00:aa:bb:dd.cfg") < cfg.index(dispatch) < cfg.index("menuentry")
+    assert "--id 'live'" in cfg and "images/karm" not in cfg
+    assert "--id 'arm'" in arm and "images/kdev" not in arm and "set default='arm'" in arm
+    assert "insmod http" in arm  # configfile forgets grub.cfg's variables: set again
+    assert "linux $bootpack_files/images/karm/vmlinuz 'console=ttyAMA0'" in files[
+        "grub/hosts/52:54:00:aa:bb:dd.cfg"]
+
+
+def test_only_arm64_renders_no_dispatch_and_no_pxelinux() -> None:
+    data = mixed_data()
+    data["entries"] = [e for e in data["entries"] if e["name"] == "arm"]
+    data["menu"]["default"] = "arm"
+    data["hosts"] = [h for h in data["hosts"] if h["name"] == "armnode"]
+    spec = parse_spec(data)
+    assert spec.loaders.chains == ["uefi-arm64"]
+    files = render_loader_configs(spec, Site.from_spec(spec))
+    assert sorted(files) == ["grub/grub.cfg", "grub/hosts/52:54:00:aa:bb:dd.cfg"]
+    assert "grub_cpu" not in files["grub/grub.cfg"] and "--id 'arm'" in files["grub/grub.cfg"]
+
+
+def test_pxelinux_lists_only_x86_entries_and_no_arm64_host() -> None:
+    spec, site = mixed()
+    files = render_loader_configs(spec, site)
+    assert "images/karm" not in files["pxelinux.cfg/default"]
+    assert "pxelinux.cfg/01-52-54-00-aa-bb-dd" not in files
+    assert "pxelinux.cfg/01-52-54-00-aa-bb-cc" in files

@@ -31,7 +31,7 @@ def problems_with(tmp_path: Path, kernel: str | None = None, initrd: str | None 
 
 def test_stand_ins_and_real_headers_pass() -> None:
     assert kernel_problem(KERNEL) is None
-    assert kernel_problem(ARM64) is None
+    assert kernel_problem(ARM64, "arm64") is None
     assert initrd_problem(INITRD) is None
     assert initrd_problem(b"070702" + b"0" * 100) is None
     for compressed in (gzip.compress(b"x"), b"\x28\xb5\x2f\xfd" + b"\0" * 8, b"\xfd7zXZ\x00\0\0",

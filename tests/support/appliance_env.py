@@ -31,6 +31,7 @@ from bootpack.bundle import layout
 from bootpack.bundle.manifest import Bundle, make_manifest
 from bootpack.compiler import build_bundle
 from bootpack.spec import load_spec
+from tests.support.marker import write_arm64_artifacts
 from tests.support.netmarker import nfs_root_tree, write_netmarker
 from tests.support.vm import qemu_available
 
@@ -48,6 +49,7 @@ SLOT = 20 + (_SESSION % 50) * 4 + _WORKER_NUMBER % 4
 KNOWN_MAC = "52:54:00:a7:00:01"
 LIVE_MAC = "52:54:00:a7:00:02"
 NFS_MAC = "52:54:00:a7:00:03"
+ARM_MAC = "52:54:00:a7:00:04"  # an arm64 host: the same appliance serves a mixed rack
 NFS_MARK = "BOOTPACK-NFS-ROOT"
 # A file of the root tree owned by ids the appliance names differently (uid 102 is _rpc there,
 # statd in a Debian image) or not at all (gid 4343): NFS must send these numbers as they are.
@@ -86,9 +88,15 @@ timeout = 1
 default = "marker"
 
 [images.marker]
+architecture = "x86_64"
 kernel = "vmlinuz"
 initrd = "initrd.img"
 squashfs = "squashfs.img"
+
+[images.armmarker]
+architecture = "arm64"
+kernel = "Image"
+initrd = "initrd-arm64.img"
 
 [[entries]]
 name = "marker"
@@ -109,6 +117,12 @@ root = "nfs"
 nfs_version = 4
 cmdline = "console=ttyS0 bootpack.entry=nfs"
 
+[[entries]]
+name = "arm"
+image = "armmarker"
+root = "ramdisk"
+cmdline = "console=ttyAMA0 bootpack.entry=arm"
+
 [[hosts]]
 name = "known"
 mac = "{KNOWN_MAC}"
@@ -128,6 +142,13 @@ mac = "{NFS_MAC}"
 ip = "{a}.22"
 entry = "shared"
 writable_root = true
+
+[[hosts]]
+name = "armhost"
+mac = "{ARM_MAC}"
+ip = "{a}.23"
+entry = "arm"
+cmdline = "bootpack.host=armhost"
 """
 
 
@@ -153,6 +174,7 @@ def make_bundle(work: Path, extra_tree: dict[str, bytes] | None = None) -> Path:
     spec_dir = work / "spec"
     spec_dir.mkdir(parents=True, exist_ok=True)
     write_netmarker(spec_dir)
+    write_arm64_artifacts(spec_dir)  # Image, initrd-arm64.img
     (spec_dir / "squashfs.img").write_bytes(bytes(range(256)) * 4096)  # 1 MiB stand-in
     (spec_dir / "spec.toml").write_text(spec_text(spec_subnet()))
     bundle = work / "bundle"

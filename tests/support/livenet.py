@@ -68,11 +68,11 @@ def livenet_spec(work: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) -> Pa
     return spec
 
 
-def bake(spec: Path, tag: str) -> float:
+def bake(spec: Path, tag: str, timeout: float = 2400) -> float:
     """`bootpack image SPEC --tag TAG`: build the images and bundle, bake the appliance. Seconds."""
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "bootpack", "image", str(spec), "--tag", tag],
-                            capture_output=True, text=True, cwd=spec.parent, timeout=2400)
+                            capture_output=True, text=True, cwd=spec.parent, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"bootpack image failed:\n{result.stderr[-3000:]}")
     return time.monotonic() - start

@@ -48,10 +48,25 @@ cmdline = "node=1"
 # small and recognisable in a bundle.
 KERNEL = b"\0" * 0x202 + b"HdrS" + b"\0" * 10 + b"kernel\n"
 INITRD = b"070701" + b"0" * 104 + b"initrd\n"
+# An arm64 Image's header: "MZ" (its EFI/PE stub) and the "ARM\x64" magic at 0x38.
+ARM64_KERNEL = b"MZ" + b"\0" * 0x36 + b"ARM\x64" + b"\0" * 0x40 + b"arm64 kernel\n"
 
 
 def lab_data() -> dict[str, Any]:
     return copy.deepcopy(tomllib.loads(LAB))
+
+
+def mixed_data() -> dict[str, Any]:
+    """The lab with an arm64 image and entry next to the x86-64 ones: a mixed rack."""
+    data = lab_data()
+    data["images"]["kdev"]["architecture"] = "x86_64"
+    data["images"]["karm"] = {"architecture": "arm64", "kernel": "artifacts/Image",
+                              "initrd": "artifacts/initrd.img"}
+    data["entries"].append({"name": "arm", "label": "arm64 kernel", "image": "karm",
+                            "root": "ramdisk", "cmdline": "console=ttyAMA0"})
+    data["hosts"].append({"name": "armnode", "mac": "52:54:00:aa:bb:dd", "ip": "10.0.2.52",
+                          "entry": "arm"})
+    return data
 
 
 def write_spec(folder: Path, data: dict[str, Any] | str = LAB, artifacts: bool = True) -> Path:
@@ -61,6 +76,7 @@ def write_spec(folder: Path, data: dict[str, Any] | str = LAB, artifacts: bool =
         (folder / "artifacts").mkdir(exist_ok=True)
         (folder / "artifacts" / "vmlinuz").write_bytes(KERNEL)
         (folder / "artifacts" / "initrd.img").write_bytes(INITRD)
+        (folder / "artifacts" / "Image").write_bytes(ARM64_KERNEL)
     path = folder / "spec.toml"
     path.write_text(data if isinstance(data, str) else tomli_w.dumps(data))
     return path
