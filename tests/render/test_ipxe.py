@@ -50,7 +50,7 @@ def test_menu_default_timeout_labels_and_command_lines_match_pxelinux() -> None:
     assert "choose --timeout 5000 --default live bootpack-choice || goto live\n" in text
     assert "goto ${bootpack-choice}\n" in text
     assert "menu Lab\n" in text and "item other Other kernel\n" in text
-    for item in boot_menu(spec, site).items:
+    for item in boot_menu(spec, site, "x86_64").items:
         assert f":{item.name}\n" in text
         if item.kernel is not None:
             assert f"APPEND {item.cmdline}\n" in pxe
