@@ -109,7 +109,8 @@ def test_arm64_clients_get_the_arm64_shim_in_every_server() -> None:
     dnsmasq = render_dnsmasq(spec, site)
     assert "dhcp-match=set:bp-arch-arm64,option:client-arch,11\n" in dnsmasq
     assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in dnsmasq
-    assert "tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,tag:!bp-arm64\n" in dnsmasq
+    assert ("tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,"
+            "tag:!bp-arm64\n") in dnsmasq
     proxy = render_dnsmasq(*lab("proxy", ("bios", "uefi", "uefi-arm64")))
     assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in proxy
     classes = {c["name"]: c for c in json.loads(render_kea(spec, site))["Dhcp4"]["client-classes"]}

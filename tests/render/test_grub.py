@@ -12,18 +12,11 @@ from bootpack.render.pxelinux import default_config as pxe_default
 from bootpack.render.pxelinux import host_config as pxe_host
 from bootpack.spec import parse_spec
 from bootpack.spec.model import Spec
-from tests.support.specs import lab_data, mixed_data
+from tests.support.specs import lab_data, menu_lab, mixed_data
 
 
 def lab(**changes):  # type: ignore[no-untyped-def]
-    data = lab_data()
-    data["entries"].insert(0, {"name": "other", "label": "Other's kernel", "image": "kdev",
-                               "cmdline": "console=ttyS0 entry=other"})
-    data["entries"].append({"name": "disk", "label": "Local disk", "root": "local"})
-    for key, value in changes.items():
-        data[key] = value
-    spec = parse_spec(data)
-    return spec, Site.from_spec(spec)
+    return menu_lab("Other's kernel", **changes)
 
 
 def test_grub_reads_only_grub_cfg_so_it_dispatches_known_macs_with_configfile() -> None:

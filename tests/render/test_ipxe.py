@@ -13,19 +13,12 @@ from bootpack.render.pxelinux import default_config as pxe_default
 from bootpack.spec import parse_spec
 from bootpack.spec.checks import run_checks
 from bootpack.spec.model import Spec
-from tests.support.specs import lab_data
+from tests.support.specs import lab_data, menu_lab
 
 
 def lab(**changes):  # type: ignore[no-untyped-def]
-    data = lab_data()
-    data["loaders"] = {"chains": ["bios", "uefi", "ipxe"]}
-    data["entries"].insert(0, {"name": "other", "label": "Other kernel", "image": "kdev",
-                               "cmdline": "console=ttyS0 entry=other"})
-    data["entries"].append({"name": "disk", "label": "Local disk", "root": "local"})
-    for key, value in changes.items():
-        data[key] = value
-    spec = parse_spec(data)
-    return spec, Site.from_spec(spec)
+    changes.setdefault("loaders", {"chains": ["bios", "uefi", "ipxe"]})
+    return menu_lab("Other kernel", **changes)
 
 
 def test_files_and_the_entry_script_chains_the_host_file_then_the_menu() -> None:

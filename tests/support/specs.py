@@ -9,6 +9,10 @@ from typing import Any
 
 import tomli_w
 
+from bootpack.spec import parse_spec
+from bootpack.spec.model import Spec
+from bootpack.spec.site import Site
+
 LAB = """\
 schema = 1
 [bundle]
@@ -54,6 +58,18 @@ ARM64_KERNEL = b"MZ" + b"\0" * 0x36 + b"ARM\x64" + b"\0" * 0x40 + b"arm64 kernel
 
 def lab_data() -> dict[str, Any]:
     return copy.deepcopy(tomllib.loads(LAB))
+
+
+def menu_lab(other_label: str, **changes: Any) -> tuple[Spec, Site]:
+    """The lab for menu renderers: a first entry `other` that is not menu.default, a local-disk
+    entry last, and top-level keys replaced by `changes`."""
+    data = lab_data()
+    data["entries"].insert(0, {"name": "other", "label": other_label, "image": "kdev",
+                               "cmdline": "console=ttyS0 entry=other"})
+    data["entries"].append({"name": "disk", "label": "Local disk", "root": "local"})
+    data.update(changes)
+    spec = parse_spec(data)
+    return spec, Site.from_spec(spec)
 
 
 def mixed_data() -> dict[str, Any]:
