@@ -80,7 +80,7 @@ def test_tftp_reads_pxelinux_with_tsize_and_blksize(address: str) -> None:
         ["curl", "-sS", "-v", "--max-time", "20", "--tftp-blksize", "1024", "-o", "-",
          f"tftp://{address}/pxelinux.0"], capture_output=True)
     assert result.returncode == 0, result.stderr.decode()
-    with open("/usr/lib/PXELINUX/pxelinux.0", "rb") as f:
+    with open("/usr/lib/PXELINUX/lpxelinux.0", "rb") as f:  # served as pxelinux.0
         assert result.stdout == f.read()
     log = result.stderr.decode()
     assert re.search(r"got option=\(tsize\) value=\(\d+\)", log), log

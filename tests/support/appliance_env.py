@@ -80,7 +80,7 @@ router = "{a}.1"
 lease_time = 600
 
 [loaders]
-chains = ["bios", "uefi", "ipxe"]
+chains = ["bios", "uefi", "ipxe", "uefi-arm64"]
 
 [menu]
 title = "appliance test"
