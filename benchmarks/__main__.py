@@ -7,8 +7,8 @@
 
 Each benchmark runs as its own process (`python -m benchmarks.NAME`); those that measure a goal
 of issue 12 write benchmarks/results/NAME.json (benchmarks/report.py), which the table and the
-plot are made from (benchmarks/table.py). A benchmark module that is not in this checkout (the
-boot benchmark, boot_speed, lives on its own branch until merged) is skipped with a note.
+plot are made from (benchmarks/table.py). The boot benchmark (boot_speed) needs root (a tap and
+a packet capture) and about half an hour; a named module that is missing is skipped with a note.
 """
 
 from __future__ import annotations
