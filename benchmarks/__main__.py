@@ -32,7 +32,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str] | None]] = {
     "build": ([], ["1000"]),  # render + build against the number of hosts
     "rebuild": ([], None),  # rebuilds of the Debian livenet bundle (builds its image once)
     "clients": ([], None),  # 100 clients fetching from one appliance, next to nginx
-    "boot_speed": ([], None),  # boot times, bootpack vs seed-style (the speed-boot branch)
+    "boot_speed": ([], None),  # boot times, bootpack vs seed-style
     "status_overhead": ([], ["20", "2"]),
     "status_container": ([], None),
     "replace_check": ([], ["2000", "50"]),
