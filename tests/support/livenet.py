@@ -51,6 +51,9 @@ def livenet_spec(work: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) -> Pa
     {"nfs-v3": ("52:54:00:..", {"root": "nfs", "nfs_version": 3})}."""
     data = tomllib.loads((EXAMPLE / "spec.toml").read_text())
     data["images"]["debian"]["dockerfile"] = str(EXAMPLE / "Dockerfile")
+    # as tests/images/test_build.py builds it (its read-only root check boots from a virtio
+    # disk), so the session builds the image once for both
+    data["images"]["debian"]["drivers"] = ["virtio_blk"]
     data["dhcp"] = {"mode": "server", "subnet": "10.0.2.0/24",
                     "range": ["10.0.2.100", "10.0.2.120"]}
     by_root = {e["root"]: e for e in data["entries"]}
