@@ -97,6 +97,20 @@ def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = 
                *(["-boot", "n"] if firmware != "arm64" else []),  # AAVMF tries the network itself
                "-no-reboot",
                "-netdev", netdev, "-device", nic, *extra_args]
+    boot, reset_silently = _run_vm(command, serial_log, until, timeout, stop_on)
+    if reset_silently:
+        # The firmware or the loader gave up and reset (QEMU exits: -no-reboot) before a single
+        # serial line: seen about once in 15 BIOS boots through the appliance since lpxelinux.0
+        # (its lwIP stack) became the BIOS loader, never twice in a row. Once more, and say so.
+        print(f"\nVM {mac} reset after {boot.seconds:.0f} s with no serial output; booting it again")
+        boot, _ = _run_vm(command, serial_log, until, timeout, stop_on)
+    return boot
+
+
+def _run_vm(command: list[str], serial_log: Path, until: str, timeout: float,
+            stop_on: str | None) -> tuple[Boot, bool]:
+    """One QEMU run; also says whether it ended by itself without ever writing to the console."""
+    serial_log.unlink(missing_ok=True)
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     found = False
@@ -119,4 +133,5 @@ def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = 
     log = serial_log.read_text(errors="replace") if serial_log.exists() else ""
     if not found and until in log:
         found = True
-    return Boot(log=log, seconds=seconds, found=found)
+    exited = proc.returncode is not None and seconds < timeout and not found
+    return Boot(log=log, seconds=seconds, found=found), exited and not log.strip()
