@@ -51,9 +51,13 @@ def local_image(client: Any, name: str) -> Any:
         raise BootpackError(f"--image {name}: {exc.explanation or exc}") from None
 
 
-def find_appliance_image(client: Any, bundle_digest: str) -> Any | None:
-    """The newest local image labelled with this bundle digest, if any."""
+def find_appliance_image(client: Any, bundle_digest: str, architecture: str | None = None) -> Any | None:
+    """The newest local image labelled with this bundle digest, if any; with architecture
+    (Docker's name: amd64, arm64), only an image built for it (`bootpack image --platform`
+    leaves one per platform)."""
     images = client.images.list(filters={"label": f"{DIGEST_KEY}={bundle_digest}"})
+    if architecture is not None:
+        images = [i for i in images if i.attrs.get("Architecture") == architecture]
     if not images:
         return None
     return max(images, key=lambda i: (i.attrs.get("Created", ""), i.id))
