@@ -256,7 +256,7 @@ def bake_image(bundle: Bundle | None, tag: str, *, base: str | None = None,
             build_wheels(context / "wheels", progress, architecture)
         with progress.step("Packing the bundle into the build context"):
             pack_bundle(bundle.directory if bundle is not None else None, context / "bundle.tar")
-        emulated = "" if architecture == build_host_architecture() else " (emulated: minutes)"
+        emulated = "" if architecture == build_host_architecture() else " (emulated under qemu-user)"
         with progress.step(f"Building image {tag} for {platform}{emulated}"):
             image_id = _build(client, context, tag, labels, base, platform, progress)
     check_architecture(client, image_id, architecture, f"--base {base}")

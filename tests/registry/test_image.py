@@ -4,13 +4,19 @@ for the appliance images the Docker engine pushes (the real ones: tests/applianc
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
+import os
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bootpack.bundle.manifest import DIGEST_KEY
 from bootpack.registry.client import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -20,7 +26,7 @@ from bootpack.registry.client import (
     RegistryError,
     connect,
 )
-from bootpack.registry.image import push_platform_index
+from bootpack.registry.image import find_appliance_image, push_platform_index
 from bootpack.registry.reference import Reference, parse_reference
 from tests.support.registry_server import Registry, empty_docker_config, registry_available, run_registry
 
@@ -116,3 +122,48 @@ def test_a_registry_refusing_the_index_is_said_so(registry: Registry, client: Re
     with pytest.raises(RegistryError, match="refused the multi-platform index") as exc:
         push_platform_index(client, ref, [amd])
     assert amd in str(exc.value) and "one --platform per tag" in str(exc.value)
+
+
+def load_labelled_image(client: Any, tag: str, architecture: str, digest: str, created: str) -> str:
+    """A one-empty-layer image of that architecture, loaded into the real engine (`docker
+    load` keeps the config's architecture, unlike a FROM-scratch build on Docker 20.10)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w"):
+        pass
+    diff_id = "sha256:" + hashlib.sha256(layer.getvalue()).hexdigest()
+    config = json.dumps({"architecture": architecture, "os": "linux", "created": created,
+                         "config": {"Labels": {DIGEST_KEY: digest}},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    manifest = json.dumps([{"Config": "config.json", "RepoTags": [tag],
+                            "Layers": ["layer.tar"]}]).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in (("layer.tar", layer.getvalue()), ("config.json", config),
+                           ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (image,) = client.images.load(archive.getvalue())
+    return str(image.id)
+
+
+@pytest.mark.docker
+def test_the_local_appliance_image_is_found_for_one_architecture() -> None:
+    # `bootpack image --platform` leaves one image per platform with the same bundle label:
+    # `bootpack push` must take this machine's, not the newest of them.
+    from tests.support.appliance_env import docker_client_or_skip
+
+    client = docker_client_or_skip()
+    digest = "sha256:" + hashlib.sha256(f"arm64-appliance {os.getpid()}".encode()).hexdigest()
+    tags = [f"arm64-appliance-find-{arch}:{os.getpid()}" for arch in ("amd64", "arm64")]
+    try:
+        amd = load_labelled_image(client, tags[0], "amd64", digest, "2024-01-01T00:00:00Z")
+        arm = load_labelled_image(client, tags[1], "arm64", digest, "2025-01-01T00:00:00Z")
+        assert find_appliance_image(client, digest).id == arm  # the newest, whatever its CPU
+        assert find_appliance_image(client, digest, "amd64").id == amd
+        assert find_appliance_image(client, digest, "arm64").id == arm
+        assert find_appliance_image(client, digest, "riscv64") is None
+    finally:
+        for tag in tags:
+            with contextlib.suppress(Exception):
+                client.images.remove(tag, force=True)
