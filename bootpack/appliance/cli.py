@@ -185,7 +185,7 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
     from ..bundle import Bundle, layout
     from ..bundle.manifest import DIGEST_KEY
     from ..spec.model import build_host_architecture
-    from .image import bake_image, platform_name, platform_tag
+    from .image import bake_image, build_wheels, platform_name, platform_tag
 
     source: Path | None = args.source
     platforms: tuple[Architecture, ...] = args.platform or (build_host_architecture(),)
@@ -201,8 +201,13 @@ def _image(args: argparse.Namespace, progress: Progress) -> int:
     registry = _image_registry(args) if args.push else None  # a bad REF fails before the build
 
     def bake(bundle: Bundle | None) -> list[ImageResult]:
-        tags = {a: args.tag if len(platforms) == 1 else platform_tag(args.tag, a) for a in platforms}
-        return [bake_image(bundle, tags[a], base=args.base, architecture=a, progress=progress)
+        if len(platforms) == 1:
+            return [bake_image(bundle, args.tag, base=args.base, architecture=platforms[0],
+                               progress=progress)]
+        with progress.step("Building wheels of bootpack and its dependencies (for every platform)"):
+            build_wheels(Path(tmp) / ".wheels", progress)  # no bundle name starts with a dot
+        return [bake_image(bundle, platform_tag(args.tag, a), base=args.base, architecture=a,
+                           progress=progress, host_wheels=Path(tmp) / ".wheels")
                 for a in platforms]
 
     with tempfile.TemporaryDirectory(prefix="bootpack-bundle-") as tmp:

@@ -215,9 +215,9 @@ def foreign_wheels(deps: Path, architecture: Architecture, progress: Progress) -
             f"index-url or a --find-links folder holding them)\n{exc}") from None
 
 
-def build_wheels(target: Path, progress: Progress, architecture: Architecture | None = None) -> None:
-    """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps, for
-    architecture (default: this machine's)."""
+def build_wheels(target: Path, progress: Progress) -> None:
+    """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps (for this
+    machine: foreign_wheels swaps the compiled ones for another's)."""
     own, deps = target / "bootpack", target / "deps"
     source = installed_source(target / "source")
     for command in (
@@ -227,17 +227,17 @@ def build_wheels(target: Path, progress: Progress, architecture: Architecture | 
         run(command, progress=progress, what="pip wheel")
     for wheel in deps.glob("bootpack-*.whl"):
         wheel.unlink()
-    if architecture is not None and architecture != build_host_architecture():
-        foreign_wheels(deps, architecture, progress)
 
 
 def bake_image(bundle: Bundle | None, tag: str, *, base: str | None = None,
                architecture: Architecture | None = None, progress: Progress | None = None,
-               client: docker.DockerClient | None = None) -> ImageResult:
+               client: docker.DockerClient | None = None,
+               host_wheels: Path | None = None) -> ImageResult:
     """Build the appliance image for a bundle, or with bundle=None the generic appliance image
     that pulls its bundle at start (`serve --bundle REF`), for architecture (default: this
     machine's; another runs its RUN steps under qemu-user). base defaults to Debian 12 slim of
-    that architecture, made locally with mmdebstrap when missing."""
+    that architecture, made locally with mmdebstrap when missing. host_wheels: what
+    build_wheels made already (a build for several platforms makes them once)."""
     progress = progress or Progress(NORMAL)
     architecture = architecture or build_host_architecture()
     platform = platform_name(architecture)
@@ -252,8 +252,16 @@ def bake_image(bundle: Bundle | None, tag: str, *, base: str | None = None,
     with tempfile.TemporaryDirectory(prefix="bootpack-image-") as tmp:
         context = Path(tmp)
         shutil.copyfile(DOCKERFILE, context / "Dockerfile")
-        with progress.step(f"Building wheels of bootpack and its dependencies for {platform}"):
-            build_wheels(context / "wheels", progress, architecture)
+        wheels = context / "wheels"
+        if host_wheels is None:
+            with progress.step("Building wheels of bootpack and its dependencies"):
+                build_wheels(wheels, progress)
+        else:
+            for part in ("bootpack", "deps"):
+                shutil.copytree(host_wheels / part, wheels / part)
+        if architecture != build_host_architecture():
+            with progress.step(f"Fetching the {platform} wheels of the compiled dependencies"):
+                foreign_wheels(wheels / "deps", architecture, progress)
         with progress.step("Packing the bundle into the build context"):
             pack_bundle(bundle.directory if bundle is not None else None, context / "bundle.tar")
         emulated = "" if architecture == build_host_architecture() else " (emulated under qemu-user)"

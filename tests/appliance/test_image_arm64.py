@@ -92,8 +92,9 @@ def published(client: docker.DockerClient, registry: Registry,
         env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000",
              "DOCKER_CONFIG": str(work / "docker-config")})
     assert result.returncode == 0, result.stderr[-5000:] + result.stdout
+    steps = "\n".join(line for line in result.stderr.splitlines() if " ... done (" in line)
     print(f"\nbootpack image --platform linux/amd64,linux/arm64 --push: "
-          f"{time.monotonic() - start:.0f} s\n{result.stdout}")
+          f"{time.monotonic() - start:.0f} s\n{steps}\n{result.stdout}")
     images = {arch: str(client.images.get(f"{ref}-{arch}").id) for arch in PLATFORMS}
     try:
         yield Published(ref, bundle, Bundle.open(bundle).digest, images, result.stdout)
