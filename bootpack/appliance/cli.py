@@ -267,7 +267,6 @@ def _push_appliance(registry: tuple[RegistryClient, Reference], results: list[Im
               + ", ".join(platform_name(r.architecture) for r in results))
 
 
-
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     runtime_default = default_runtime_dir()
 
