@@ -38,8 +38,12 @@ from .bundle.output import (
     check_replaceable,
     previous,
     record_archive,
+    recycle_tree,
+    share_tree,
+    shared_trees,
     source_memo,
     staged_output,
+    stock_slot,
     watch,
 )
 from .errors import BootpackError
@@ -158,8 +162,9 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     """Write the plan into root; the manifest rows it already knows (by path).
 
     With `previous` (the version being replaced), a file whose content it holds unchanged is
-    hard-linked from it instead of copied, and so is a root tree in `same_trees` (its image's
-    cache keys are the previous version's): a rebuild moves no bulk bytes."""
+    hard-linked from it instead of copied, and a root tree in `same_trees` (its image's
+    cache keys are the previous version's) is the pool's spare of it, moved in by one rename,
+    or else hard-linked from it: a rebuild moves no bulk bytes (see bundle/output.py)."""
     sources = sources or SourceDigests()
     known: dict[str, FileEntry] = {}
     for rel, text in sorted(plan.texts.items()):
@@ -187,8 +192,10 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
         rows = [r for p, r in old_rows.items() if p.startswith(rel + "/")]
         if previous is not None and rel in same_trees and all(
                 not isinstance(r, FileEntry) or previous.unchanged(r.path, r.size) for r in rows):
-            # Hard links to the previous version's tree: same inodes, owners and modes.
-            run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")
+            if not recycle_tree(previous, root, rel):
+                # Hard links to the previous version's tree: same inodes, owners and modes.
+                run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")
+                share_tree(root, rel)
             known.update({r.path: r for r in rows if isinstance(r, FileEntry)})
             continue
         # cp -a keeps owners, modes and hard links: a root tree needs them (shutil does not).
@@ -196,11 +203,16 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     return known
 
 
-def _fix_times(root: Path, mtime: int) -> None:
+def _fix_times(root: Path, mtime: int, skip: AbstractSet[str] = frozenset()) -> None:
     """Same mtime on every path, so tools that compare times see identical trees. Paths that
-    have it already (linked from the previous version) are left alone: no new ctime."""
+    have it already (linked from the previous version) are left alone: no new ctime. Trees in
+    `skip` (the previous version's, times and all) are not walked."""
     ns = mtime * 1_000_000_000
+    start = len(os.fspath(root)) + 1
     for dirpath, dirnames, filenames in os.walk(root):
+        if skip:
+            rel = dirpath[start:]
+            dirnames[:] = [d for d in dirnames if f"{rel}/{d}" not in skip]
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
@@ -302,29 +314,38 @@ def _build_staged(loaded: LoadedSpec, output: Path, plan: Plan, built: Mapping[s
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
             known = write_plan(plan, staging, before, same_trees, sources)
         sources.save(source_memo(staging))
+        shared = set(shared_trees(staging))  # the previous version's trees: nothing to walk
+        old_rows = before.manifest.files if before is not None else ()
         manifest = make_manifest(
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
             images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
             known=known,
+            trees={rel: [r for r in old_rows if r.path.startswith(rel + "/")] for rel in shared},
         )
         (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
-        _fix_times(staging, mtime)
+        _fix_times(staging, mtime, skip=shared)
+        for rel in sorted(set(plan.trees) - shared):
+            # A spare of the new tree for the next rebuild (output.py's pool): linked now,
+            # before the seal, since linking gives every file a new ctime.
+            run(["cp", "-al", staging / rel, stock_slot(staging, rel)], what="linking a root tree")
         with progress.step("Writing the archive"):
             members = _archive(staging, manifest, before, f"{spec.bundle.name}-{spec.bundle.version}",
-                               mtime)
+                               mtime, shared)
         record_archive(staging, members)
     return BuildResult(Bundle(output.absolute(), manifest, archive_path(output.absolute())))
 
 
 def _archive(staging: Path, manifest: BundleManifest, before: Previous | None, prefix: str,
-             mtime: int) -> list[Member]:
-    """The bundle's archive, from the previous one's gzip members wherever they still fit."""
+             mtime: int, shared: AbstractSet[str]) -> list[Member]:
+    """The bundle's archive, from the previous one's gzip members wherever they still fit
+    (a shared root tree's member without reading the tree)."""
     target = archive_path(staging)
     digests = {r.path: r.sha256 for r in manifest.files if isinstance(r, FileEntry)}
     earlier = (before.archive, before.members) if before and before.archive else None
-    members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier)
+    members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier,
+                            same_trees=shared)
     if earlier is not None and [m.key for m in members] == [m.key for m in earlier[1]]:
         # Nothing changed: the same bytes are already on disk; share them (no 600 MB copy next time).
         target.unlink()

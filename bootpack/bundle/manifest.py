@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,15 +99,19 @@ class BundleManifest(BaseModel):
             raise BootpackError(f"{where}: unreadable manifest: {exc}") from None
 
 
-def list_files(root: Path, known: Mapping[str, FileEntry] | None = None) -> list[Entry]:
+def list_files(root: Path, known: Mapping[str, FileEntry] | None = None,
+               trees: Mapping[str, Sequence[Entry]] | None = None) -> list[Entry]:
     """Manifest rows for every regular file and symlink (bundle.json itself and the per-host
     writable roots under hosts/, which are user data, excluded). `known`: rows the caller
     vouches for (a file it just copied from a source of known digest, or hard-linked from a
-    sealed earlier version), used when the size agrees instead of hashing the file again."""
+    sealed earlier version), used when the size agrees instead of hashing the file again.
+    `trees`: folders the caller vouches for as a whole (a root tree that is the very inodes
+    of a sealed earlier version's), with their rows: not walked."""
     known = known or {}
-    rows: list[Entry] = []
+    trees = trees or {}
+    rows: list[Entry] = [row for tree_rows in trees.values() for row in tree_rows]
     base = os.fspath(root)
-    for rel in walk_rel(root):
+    for rel in walk_rel(root, skip=set(trees)):
         if rel == layout.MANIFEST or layout.is_user_data(rel):
             continue
         path = os.path.join(base, rel)
@@ -121,6 +125,8 @@ def list_files(root: Path, known: Mapping[str, FileEntry] | None = None) -> list
                 continue
             digest, size = sha256_file(Path(path))
             rows.append(FileEntry(path=rel, sha256=digest, size=size))
+    if trees:
+        rows.sort(key=lambda r: r.path)  # walk_rel's order: by path
     return rows
 
 
@@ -138,8 +144,9 @@ def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
                   bootpack_version: str,
                   images: Mapping[str, ImageProvenance] | None = None,
-                  known: Mapping[str, FileEntry] | None = None) -> BundleManifest:
-    files = tuple(list_files(root, known))
+                  known: Mapping[str, FileEntry] | None = None,
+                  trees: Mapping[str, Sequence[Entry]] | None = None) -> BundleManifest:
+    files = tuple(list_files(root, known, trees))
     return BundleManifest.model_validate({
         "format": FORMAT, "name": name, "version": version, "description": description,
         "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,
