@@ -190,8 +190,8 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     for rel, source in sorted(plan.trees.items()):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         rows = [r for p, r in old_rows.items() if p.startswith(rel + "/")]
-        if previous is not None and rel in same_trees and all(
-                not isinstance(r, FileEntry) or previous.unchanged(r.path, r.size) for r in rows):
+        if previous is not None and rel in same_trees and previous.all_unchanged(
+                (r.path, r.size) for r in rows if isinstance(r, FileEntry)):
             if not recycle_tree(previous, root, rel):
                 # Hard links to the previous version's tree: same inodes, owners and modes.
                 run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")

@@ -46,6 +46,7 @@ class LinkEntry(BaseModel):
 
 
 Entry = FileEntry | LinkEntry
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (ensure_ascii)
 
 
 class ImageProvenance(BaseModel):
@@ -82,10 +83,38 @@ class BundleManifest(BaseModel):
         return bundle_digest(self.name, self.version, self.files)
 
     def dumps(self) -> str:
-        data = self.model_dump(mode="json")
+        """bundle.json's text: json.dumps(model_dump(), indent=2), with the rows written
+        directly (json's indenting encoder is pure Python: 0.3 s for 15,000 rows)."""
+        data = self.model_dump(mode="json", exclude={"files"})
         if self.images is None:
             del data["images"]
-        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+        data["files"] = []  # the last key: its "[]" is replaced by the rows
+        text = json.dumps(data, indent=2, sort_keys=False)
+        if self.files:
+            q = _quote
+            rows = ",\n".join(
+                f'    {{\n      "path": {q(r.path)},\n      "sha256": {q(r.sha256)},\n'
+                f'      "size": {int(r.size)}\n    }}' if isinstance(r, FileEntry) else
+                f'    {{\n      "path": {q(r.path)},\n      "link": {q(r.link)}\n    }}'
+                for r in self.files)
+            assert text.endswith('"files": []\n}')
+            text = text[:-len("[]\n}")] + f"[\n{rows}\n  ]\n}}"
+        return text + "\n"
+
+    @classmethod
+    def read(cls, path: Path, where: str) -> BundleManifest:
+        """`loads` of a bundle.json file, parsed once per process while the file is unchanged
+        (a rebuild reads the current one three times; 15,000 rows take 0.1 s to validate)."""
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            found = _read.get(path)
+            if found is not None and found[0] == stamp:
+                return found[1]
+            manifest = cls.loads(f.read(), where)
+        _read.clear()  # one bundle at a time: no growth in long-running processes
+        _read[path] = (stamp, manifest)
+        return manifest
 
     @classmethod
     def loads(cls, text: str | bytes, where: str) -> BundleManifest:
@@ -152,6 +181,9 @@ def make_manifest(root: Path, *, name: str, version: str, description: str, spec
         "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,
         "bootpack_version": bootpack_version, "images": images, "files": files,
     })
+
+
+_read: dict[Path, tuple[tuple[int, ...], BundleManifest]] = {}  # BundleManifest.read's memo
 
 
 @dataclass(frozen=True)
