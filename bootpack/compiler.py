@@ -242,7 +242,7 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
     watch(output)
     # Refused before minutes of image building (and again, under the output's lock, before the swap).
     check_inputs(output, build_inputs(loaded, syslinux_dir))
-    check_replaceable(output)
+    check_replaceable(output, trees=False)  # root trees: under the lock only (15,000 files)
     mtime = source_date_epoch()
     built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
@@ -269,6 +269,8 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
     """The previous version's manifest when the plan would write exactly that bundle and every
     file of it is still vouched for by its seal (nothing copied, hashed or linked to know it)."""
     spec = loaded.spec
+    old = before.manifest
+    old_rows = {r.path: r for r in old.files}
     rows: dict[str, FileEntry | LinkEntry] = {}
     for rel, text in plan.texts.items():
         data = text.encode("utf-8")
@@ -276,7 +278,8 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
     for rel, source in plan.copies.items():
         digest, size = sources.digest(source)
         rows[rel] = FileEntry(path=rel, sha256=digest, size=size)
-    old = before.manifest
+    if any(old_rows.get(rel) != row for rel, row in rows.items()):
+        return None  # a config changed: no need to add up the tree's rows to know
     for rel in plan.trees:
         if rel not in same_trees:
             return None
@@ -288,7 +291,7 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
             or (spec.bundle.description, loaded.digest, __version__, images)
             != (old.description, old.spec_digest, old.bootpack_version, old.images)):
         return None
-    if not all(isinstance(r, LinkEntry) or before.unchanged(r.path, r.size) for r in files):
+    if not before.all_unchanged((r.path, r.size) for r in files if isinstance(r, FileEntry)):
         return None
     return old
 

@@ -238,7 +238,11 @@ class Previous:
     note: str = ""  # why an archive that is there is not reused
 
     def all_unchanged(self, files: Iterable[tuple[str, int]]) -> bool:
-        """`unchanged` for every (path, size) (strings, not Paths: 15,000 files of a tree)."""
+        """`unchanged` for every (path, size) (strings, not Paths: 15,000 files of a tree).
+        The check under the lock (`_check_tree`) has just stat'ed them all: its answer is used."""
+        vouched = _vouched.get(os.path.realpath(self.tree))
+        if vouched is not None:
+            return all(rel in vouched for rel, _ in files)  # sizes: checked against the rows
         base = os.fspath(self.tree)
         for rel, size in files:
             try:
@@ -499,7 +503,15 @@ def _check_archive_is_bootpacks(output: Path, archive: Path) -> None:
     raise _refuse(output, why, "move it away or choose another --output")
 
 
-def _check_tree(output: Path, current: _Current) -> None:
+# The current tree (real path) -> its files the check under the lock found present and vouched
+# for by the seal; `Previous.all_unchanged` answers from it instead of stat'ing them again.
+_vouched: dict[str, set[str]] = {}
+_digest_checked: list[BundleManifest] = []  # manifests whose digest was seen to add up
+
+
+def _check_tree(output: Path, current: _Current, trees: bool = True) -> None:
+    """Refuse a current bundle with files that are not its own. `trees=False` skips the root
+    trees (for the early check before image building; the check under the lock has them)."""
     from .manifest import BundleManifest
     from .verify import user_changes
 
@@ -515,10 +527,17 @@ def _check_tree(output: Path, current: _Current) -> None:
         raise _refuse(output, f"is not a bootpack bundle ({exc})",
                       "choose another path, or move its files away") from None
     problems = []
-    if manifest.computed_digest() != manifest.digest:
-        problems.append(f"changed: {layout.MANIFEST} (its digest does not add up)")
-    problems += user_changes(tree, manifest, current.seal.vouches) if current.seal else \
-        user_changes(tree, manifest)
+    if not any(m is manifest for m in _digest_checked):
+        if manifest.computed_digest() != manifest.digest:
+            problems.append(f"changed: {layout.MANIFEST} (its digest does not add up)")
+        else:
+            _digest_checked[:] = [manifest]  # held here: `is` stays meaningful
+    vouched: set[str] = set()
+    problems += user_changes(tree, manifest, current.seal.vouches if current.seal else _never,
+                             skip=set() if trees else {layout.ROOTS_DIR}, vouched=vouched)
+    _vouched.clear()
+    if trees and not problems:
+        _vouched[os.path.realpath(tree)] = vouched
     if problems:
         more = f" and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
         raise _refuse(output, "holds files that are not the bundle's own, which replacing it "
@@ -526,10 +545,15 @@ def _check_tree(output: Path, current: _Current) -> None:
                       "move them out of the folder (or remove it yourself) and run again")
 
 
-def check_replaceable(output: Path) -> None:
-    """Refuse to replace anything but nothing, an empty folder, or an untouched bundle."""
+def check_replaceable(output: Path, trees: bool = True) -> None:
+    """Refuse to replace anything but nothing, an empty folder, or an untouched bundle (without
+    its root trees when `trees` is False: a quick early check; staging checks them all)."""
     output = output.absolute()
-    _check_tree(output, _current(output))
+    _check_tree(output, _current(output), trees)
+
+
+def _never(st: os.stat_result) -> bool:
+    return False
 
 
 def check_inputs(output: Path, inputs: Mapping[str, Path]) -> None:
@@ -784,6 +808,7 @@ def staged_output(output: Path, progress: Progress | None = None) -> Iterator[Pa
             raise
         finally:
             _shared.pop(staging, None)
+            _vouched.clear()
             _stocked.pop(staging, None)
 
 

@@ -170,3 +170,18 @@ def test_a_killed_rebuild_gives_its_recycled_tree_back_to_the_pool(
     assert Bundle.open(out).digest == before and verify(Bundle.open(out)) == []
     assert inode(tmp_path / ".out.bootpack/trees" / TREE / "usr") == spare_folder
     assert leftovers(tmp_path) == []
+
+
+def test_a_file_of_the_user_in_a_root_tree_is_refused_and_kept(
+        tmp_path: Path, fake_images: Callable[[str], None], capsys: pytest.CaptureFixture[str]) -> None:
+    # The early check (before image building) skips root trees; the one under the lock has them.
+    out = tmp_path / "out"
+    build(write(tmp_path / "in"), out)
+    (out / TREE / "etc/notes.txt").write_text("mine\n")
+    (out / TREE / "usr/lib/x/lib.so").write_bytes(b"\x7fELF" + b"y" * 5000)  # same size
+    assert main(["-q", "build", str(write(tmp_path / "in", "Lab, renamed")), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"unexpected: {TREE}/etc/notes.txt" in err, err
+    assert f"changed: {TREE}/usr/lib/x/lib.so (same size, other content)" in err, err
+    assert (out / TREE / "etc/notes.txt").read_text() == "mine\n"
+    assert "Lab, renamed" not in (out / "tftpboot/pxelinux.cfg/default").read_text()
