@@ -85,7 +85,14 @@ def _tarinfo(path: Path, arcname: str, mtime: int, keep_owner: bool = False) -> 
 LEVEL = 1
 BIG = 1 << 20  # a regular file this big gets a gzip member of its own (kernels, initrds, images)
 _GZIP = 31  # zlib wbits for a gzip wrapper: no file name, mtime 0, fixed OS byte
-_MEMBER_FORMAT = b"bootpack archive member 1, gzip level 1\n"  # part of every member's key
+# A big file whose samples (SAMPLE bytes at 1/4, 1/2 and 3/4 of it: a kernel's start is its
+# compressible setup code) deflate to more than STORE_RATIO of their size is already compressed
+# (zstd initrds and ramdisks, squashfs, bzImage kernels): its member is stored (deflate level 0),
+# 10x faster than level 1 for about 1% more bytes. The choice depends only on the file's
+# content, so the archive stays a function of the tree.
+SAMPLE = 1 << 14
+STORE_RATIO = 0.95
+_MEMBER_FORMAT = b"bootpack archive member 2, gzip level 1, big incompressible files stored\n"
 
 
 @dataclass(frozen=True)
@@ -149,9 +156,21 @@ def _key(items: list[_Item], digests: Mapping[str, str]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _level(item: _Item) -> int:
+    """Deflate level for a big file's member: 0 (stored) when a sample shows it compressed."""
+    with item.path.open("rb") as f:
+        sample = b""
+        for quarter in (1, 2, 3):
+            f.seek(item.info.size * quarter // 4)
+            sample += f.read(SAMPLE)
+    packed = zlib.compress(sample, LEVEL)
+    return 0 if len(packed) > STORE_RATIO * len(sample) else LEVEL
+
+
 def _compress(items: list[_Item], out: BinaryIO) -> int:
     """Write one gzip member holding these tar entries; its length."""
-    comp = zlib.compressobj(LEVEL, zlib.DEFLATED, _GZIP)
+    big = len(items) == 1 and items[0].info.isreg() and items[0].info.size >= BIG
+    comp = zlib.compressobj(_level(items[0]) if big else LEVEL, zlib.DEFLATED, _GZIP)
     written = 0
     for item in items:
         written += out.write(comp.compress(item.header))
