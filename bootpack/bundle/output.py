@@ -368,7 +368,9 @@ def stock_slot(staging: Path, rel: str) -> Path:
     """An empty place in the pool for a spare of the newly built tree `rel` (the caller
     hard-links the staged tree there, before the seal: linking changes the files' ctimes)."""
     slot = _slot(staging.parent.parent, rel)
-    if slot.exists() or slot.is_symlink():
+    if slot.is_symlink() or slot.is_file():
+        slot.unlink()
+    elif slot.exists():
         shutil.rmtree(slot, ignore_errors=True)
     slot.parent.mkdir(parents=True, exist_ok=True)
     _stocked.setdefault(staging, set()).add(rel)
@@ -411,8 +413,10 @@ def _to_pool(tree: Path, store: Path, rels: AbstractSet[str] | None = None) -> s
     """Move root trees of a version that is going away into free pool slots (all of its trees,
     or those in `rels`); the ones moved. A tree that is not what its slot needs is found out
     by `recycle_tree` before use."""
-    moved = set()
+    moved: set[str] = set()
     roots = tree / layout.ROOTS_DIR
+    if tree.is_symlink() or roots.is_symlink():  # never follow a link out of the version
+        return moved
     with contextlib.suppress(OSError):
         for entry in sorted(os.scandir(roots), key=lambda e: e.name):
             rel = f"{layout.ROOTS_DIR}/{entry.name}"
