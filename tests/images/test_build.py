@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 import tomli_w
 
-from bootpack.bundle import Bundle
-from bootpack.bundle.verify import archive_manifest, verify
+from bootpack.bundle.verify import archive_manifest
 from bootpack.compiler import BuildResult, build_bundle
 from bootpack.errors import BootpackError
 from bootpack.images.builder import BuiltImage, build_images
@@ -165,15 +164,14 @@ def test_menu_change_reruns_no_image_step(livenet: Built, tmp_path: Path) -> Non
                for p in changed), changed
     # Another change into the same output takes the real Debian tree (device nodes, hard
     # links, setuid files) from the tree pool and copies its archive member by group: the
-    # bundle verifies and its archive holds exactly it (tests/bundle/test_tree_pool.py compares
-    # such archives with fresh builds byte for byte).
+    # archive holds exactly the bundle (read and hashed whole: ~4 s; tests/bundle/
+    # test_tree_pool.py compares such archives with fresh builds byte for byte, and verifies).
     menu = result.result.output
     spare = menu.with_name(f".{menu.name}.bootpack") / "trees/roots/debian"
     spare_folder = (spare / "usr").lstat().st_ino
     again = timed_build(write_spec(tmp_path, _port(livenet), title="second change"), menu)
     measure("rebuild after a second menu-only change (tree from the pool)", again.seconds, "s")
     assert (menu / "roots/debian/usr").lstat().st_ino == spare_folder
-    assert verify(Bundle.open(menu)) == []
     assert archive_manifest(again.result.archive).digest == again.result.digest
 
 
