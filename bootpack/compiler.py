@@ -167,11 +167,19 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     or else hard-linked from it: a rebuild moves no bulk bytes (see bundle/output.py)."""
     sources = sources or SourceDigests()
     known: dict[str, FileEntry] = {}
+    made: set[Path] = set()
     for rel, text in sorted(plan.texts.items()):
         target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        target.chmod(0o644)
+        if target.parent not in made:  # 3,000 host configs share a few folders
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        data = text.encode("utf-8")
+        # "x": the staging folder is new (a name written twice would be a bug); no chmod per
+        # file: fix_modes sets 0644 where the umask gave other bits. The digest is known here:
+        # the manifest does not read the file again.
+        with target.open("xb") as f:
+            f.write(data)
+        known[rel] = FileEntry(path=rel, sha256=sha256_bytes(data), size=len(data))
     old_rows = {r.path: r for r in previous.manifest.files} if previous else {}
     for rel, source in sorted(plan.copies.items()):
         target = root / rel
