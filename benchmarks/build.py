@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tomli_w
 
-from benchmarks.report import Figure, write
+from benchmarks.report import Figure, contention, write
 from bootpack.compiler import build_bundle
 from bootpack.progress import SILENT
 from bootpack.render import render_bundle_configs
@@ -88,7 +88,7 @@ def main(sizes: list[int]) -> None:
             before=BEFORE, met=total <= GOAL_SECONDS,
             detail=f"{cpu:.2f} s CPU; validate {validate:.2f} s + build {build:.2f} s "
                    f"(render alone {render:.2f} s, included in build); {others}; "
-                   f"load average {os.getloadavg()[0]:.1f}")])
+                   f"{contention()}")])
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from typing import Any
 
 import tomli_w
 
-from benchmarks.report import Figure, write
+from benchmarks.report import Figure, contention, write
 from bootpack.bundle.manifest import Bundle
 from bootpack.bundle.verify import archive_manifest
 from tests.support.livenet import livenet_spec
@@ -105,14 +105,14 @@ def main() -> None:
         valid = archive_manifest(output.with_name("out.tar.gz")).digest == Bundle.open(output).digest
         print(f"archive after the changes matches the bundle: {valid}")
         size = output.with_name("out.tar.gz").stat().st_size / 1e6
-    load = os.getloadavg()[0]
+    busy = contention()
     worst = max(changed.values())
     write("rebuild", [
         Figure(measure="rebuild with nothing changed, same output", value=round(same_wall, 2),
                unit="s", goal=f"<= {GOAL:g} s", before=BEFORE_UNCHANGED,
                met=same and same_wall <= GOAL,
                detail=f"{same_cpu:.2f} s CPU; same bundle digest and archive bytes: {same}; "
-                      f"first build {first:.0f} s; load average {load:.1f}"),
+                      f"first build {first:.0f} s; {busy}"),
         Figure(measure="rebuild after a menu-only or host-only change", value=round(worst[0], 2),
                unit="s", goal=f"<= {GOAL:g} s", before=BEFORE_CHANGED,
                met=valid and worst[0] <= GOAL,
@@ -120,7 +120,7 @@ def main() -> None:
                       f"{changed['host'][0]:.2f} s ({changed['host'][1]:.2f} s CPU); archive "
                       f"{size:.0f} MB (its step: {archive_seconds[-2]:.2f} s and "
                       f"{archive_seconds[-1]:.2f} s, mostly copying it), valid: {valid}; "
-                      f"load average {load:.1f}"),
+                      f"{busy}"),
     ])
 
 
