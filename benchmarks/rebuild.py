@@ -6,7 +6,8 @@ host-only change).
 The livenet example (Debian 12 from its Dockerfile; live, nfs and ramdisk entries: a ~700 MB
 root tree, squashfs, ramdisk, ~600 MB archive) is built once into a scratch output (image steps
 come from bootpack's cache when an earlier build made them), then rebuilt with `bootpack build`
-as a user runs it: unchanged, after a menu title change, after a host change. Each rebuild's
+as a user runs it: unchanged, after a menu title change, after a host change, each RUNS times
+(the fastest counts: on a shared machine the slower ones measure other jobs). Each rebuild's
 wall time and CPU time (user + system, of the bootpack process) are reported with the load
 average: on a shared machine wall time includes waiting for the CPU and the disk. The seconds
 of the "Writing the archive" step (bootpack's own progress line) are reported too: with the
@@ -37,6 +38,7 @@ from bootpack.bundle.verify import archive_manifest
 from tests.support.livenet import livenet_spec
 
 GOAL = 2.0
+RUNS = 3  # each rebuild is timed this often; the fastest counts (the rest is the machine's load)
 HOSTS: dict[str, tuple[str, dict[str, Any]]] = {"live": ("52:54:00:12:00:01", {"root": "live"}),
          "nfs": ("52:54:00:12:00:02", {"root": "nfs", "nfs_version": 4}),
          "ramdisk": ("52:54:00:12:00:03", {"root": "ramdisk"})}
@@ -73,13 +75,18 @@ def archive_digest(output: Path) -> str:
     return h.hexdigest()
 
 
-def edit(spec: Path, change: str) -> None:
+def edit(spec: Path, change: str, n: int) -> None:
     data = tomllib.loads(spec.read_text())
     if change == "menu":
-        data["menu"]["title"] = data["menu"]["title"] + " (edited)"
+        data["menu"]["title"] = f"Edited {n}"
     else:
-        data["hosts"][0]["cmdline"] = data["hosts"][0].get("cmdline", "") + " quiet"
+        data["hosts"][0]["cmdline"] = f"quiet edit={n}"
     spec.write_text(tomli_w.dumps(data))
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The fastest of the runs by wall time: on a shared machine the others measure waiting."""
+    return min(runs)
 
 
 def main() -> None:
@@ -91,16 +98,22 @@ def main() -> None:
         first, first_cpu = build(spec, output)
         print(f"first build: {first:.1f} s wall, {first_cpu:.1f} s CPU")
         digest, archive = Bundle.open(output).digest, archive_digest(output)
-        same_wall, same_cpu = build(spec, output)
+        unchanged = [build(spec, output) for _ in range(RUNS)]
+        same_wall, same_cpu = best(unchanged)
         same = Bundle.open(output).digest == digest and archive_digest(output) == archive
-        print(f"unchanged: {same_wall:.2f} s wall, {same_cpu:.2f} s CPU, same output: {same}")
-        changed: dict[str, tuple[float, float]] = {}
-        for change in ("menu", "host"):
-            edit(spec, change)
-            wall, cpu = build(spec, output)
-            changed[change] = (wall, cpu)
-            print(f"{change}-only change: {wall:.2f} s wall, {cpu:.2f} s CPU, archive step "
-                  f"{archive_seconds[-1]:.2f} s")
+        print(f"unchanged: {same_wall:.2f} s wall, {same_cpu:.2f} s CPU (best of {RUNS}: "
+              f"{', '.join(f'{w:.2f}' for w, _ in unchanged)}), same output: {same}")
+        runs: dict[str, list[tuple[float, float]]] = {"menu": [], "host": []}
+        steps: dict[str, list[float]] = {"menu": [], "host": []}
+        for n in range(RUNS):
+            for change in ("menu", "host"):
+                edit(spec, change, n)
+                runs[change].append(build(spec, output))
+                steps[change].append(archive_seconds[-1])
+        changed = {change: best(r) for change, r in runs.items()}
+        for change, r in runs.items():
+            print(f"{change}-only change: {', '.join(f'{w:.2f} s ({c:.2f} s CPU)' for w, c in r)}; "
+                  f"archive step {', '.join(f'{a:.2f}' for a in steps[change])} s")
         # The incrementally written archive is a valid one holding exactly the new bundle.
         valid = archive_manifest(output.with_name("out.tar.gz")).digest == Bundle.open(output).digest
         print(f"archive after the changes matches the bundle: {valid}")
@@ -118,9 +131,9 @@ def main() -> None:
                met=valid and worst[0] <= GOAL,
                detail=f"menu {changed['menu'][0]:.2f} s ({changed['menu'][1]:.2f} s CPU), host "
                       f"{changed['host'][0]:.2f} s ({changed['host'][1]:.2f} s CPU); archive "
-                      f"{size:.0f} MB (its step: {archive_seconds[-2]:.2f} s and "
-                      f"{archive_seconds[-1]:.2f} s, mostly copying it), valid: {valid}; "
-                      f"{busy}"),
+                      f"{size:.0f} MB (its step: {min(steps['menu']):.2f} s and "
+                      f"{min(steps['host']):.2f} s at best, mostly copying it), valid: {valid}; "
+                      f"best of {RUNS} each; {busy}"),
     ])
 
 
