@@ -335,28 +335,32 @@ def _build_staged(loaded: LoadedSpec, output: Path, plan: Plan, built: Mapping[s
             known=known,
             trees={rel: [r for r in old_rows if r.path.startswith(rel + "/")] for rel in shared},
         )
-        (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
+        manifest_text = manifest.dumps()
+        (staging / layout.MANIFEST).write_text(manifest_text, encoding="utf-8")
         _fix_times(staging, mtime, skip=shared)
         for rel in sorted(set(plan.trees) - shared):
             # A spare of the new tree for the next rebuild (output.py's pool): linked now,
             # before the seal, since linking gives every file a new ctime.
             run(["cp", "-al", staging / rel, stock_slot(staging, rel)], what="linking a root tree")
         with progress.step("Writing the archive"):
+            # The rendered texts as written: the archive does not read 3,000 host configs back.
+            contents = {rel: text.encode("utf-8") for rel, text in plan.texts.items()}
+            contents[layout.MANIFEST] = manifest_text.encode("utf-8")
             members = _archive(staging, manifest, before, f"{spec.bundle.name}-{spec.bundle.version}",
-                               mtime, shared)
+                               mtime, shared, contents)
         record_archive(staging, members)
     return BuildResult(Bundle(output.absolute(), manifest, archive_path(output.absolute())))
 
 
 def _archive(staging: Path, manifest: BundleManifest, before: Previous | None, prefix: str,
-             mtime: int, shared: AbstractSet[str]) -> list[Member]:
+             mtime: int, shared: AbstractSet[str], contents: Mapping[str, bytes]) -> list[Member]:
     """The bundle's archive, from the previous one's gzip members wherever they still fit
     (a shared root tree's member without reading the tree)."""
     target = archive_path(staging)
     digests = {r.path: r.sha256 for r in manifest.files if isinstance(r, FileEntry)}
     earlier = (before.archive, before.members) if before and before.archive else None
     members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier,
-                            same_trees=shared)
+                            same_trees=shared, contents=contents)
     if earlier is not None and [m.key for m in members] == [m.key for m in earlier[1]]:
         # Nothing changed: the same bytes are already on disk; share them (no 600 MB copy next time).
         target.unlink()

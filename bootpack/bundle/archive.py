@@ -167,14 +167,21 @@ def _level(item: _Item) -> int:
     return 0 if len(packed) > STORE_RATIO * len(sample) else LEVEL
 
 
-def _compress(items: list[_Item], out: BinaryIO) -> int:
-    """Write one gzip member holding these tar entries; its length."""
+def _compress(items: list[_Item], out: BinaryIO,
+              contents: Mapping[str, bytes] | None = None) -> int:
+    """Write one gzip member holding these tar entries; its length. `contents`: bytes of files
+    the caller has just written (path -> bytes), used instead of reading them back."""
+    contents = contents or {}
     big = len(items) == 1 and items[0].info.isreg() and items[0].info.size >= BIG
     comp = zlib.compressobj(_level(items[0]) if big else LEVEL, zlib.DEFLATED, _GZIP)
     written = 0
     for item in items:
         written += out.write(comp.compress(item.header))
-        if item.info.isreg():
+        known = contents.get(item.rel)
+        if known is not None and item.info.isreg() and len(known) == item.info.size:
+            written += out.write(comp.compress(known))
+            written += out.write(comp.compress(b"\0" * (-item.info.size % tarfile.BLOCKSIZE)))
+        elif item.info.isreg():
             left = item.info.size
             with item.path.open("rb") as f:
                 while left and (block := f.read(min(left, CHUNK))):
@@ -210,7 +217,8 @@ def _copy_range(source: BinaryIO, out: BinaryIO, offset: int, length: int) -> No
 def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = None, *,
                   digests: Mapping[str, str] | None = None,
                   earlier: tuple[Path, Sequence[Member]] | None = None,
-                  same_trees: AbstractSet[str] = frozenset()) -> list[Member]:
+                  same_trees: AbstractSet[str] = frozenset(),
+                  contents: Mapping[str, bytes] | None = None) -> list[Member]:
     """Write root as a deterministic tar.gz at target, entries under `prefix/`; its members.
 
     The archive is a series of gzip members (a valid .tar.gz: gzip, tar and Python read
@@ -222,7 +230,9 @@ def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = Non
     `same_trees`: root trees (e.g. roots/debian) the caller knows to be the very tree the
     earlier archive holds under the same prefix and mtime (the same inodes: output.py's tree
     pool). Their member is copied by its group without reading the tree (18,000 tar headers
-    and a walk of 2,500 folders on the example: most of a config-only rebuild's time)."""
+    and a walk of 2,500 folders on the example: most of a config-only rebuild's time).
+    `contents` (path -> bytes of files the caller has just written, e.g. 3,000 host configs)
+    spares reading them back; a file whose size differs from its bytes is read."""
     mtime = source_date_epoch() if mtime is None else mtime
     digests = digests or {}
     root = Path(os.path.realpath(root))  # DIR is a link to its current version (see output.py)
@@ -251,7 +261,7 @@ def write_archive(root: Path, target: Path, prefix: str, mtime: int | None = Non
                 _copy_range(source, out, old.offset, old.length)
                 length = old.length
             else:
-                length = _compress(run, out)
+                length = _compress(run, out, contents)
             members.append(Member(key, offset, length, f"{prefix}/{group}", tar_bytes))
             offset += length
             size += tar_bytes
