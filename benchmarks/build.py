@@ -5,7 +5,8 @@
 Each cluster has a ramdisk entry and an nfs entry; every host boots the nfs entry with its own
 writable root, so pxelinux, GRUB, DHCP (ISC, dnsmasq, Kea), exports and Ganesha all carry one
 item per host. Artifacts are Debian's kernel and the marker initrd. Prints seconds per phase
-(validate, render, full build) and writes results/build.json.
+(validate, render, full build; the fastest of RUNS builds, each into a new output) and writes
+results/build.json.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import tomli_w
 
-from benchmarks.report import Figure, write
+from benchmarks.report import Figure, contention, write
 from bootpack.compiler import build_bundle
 from bootpack.progress import SILENT
 from bootpack.render import render_bundle_configs
@@ -29,6 +30,7 @@ from tests.support.marker import write_artifacts
 
 GOAL_HOSTS = 1000
 GOAL_SECONDS = 1.0
+RUNS = 3
 BEFORE = "quadratic: 1,000 hosts: render 4.8 s, build 5.3 s (issue: 4,000 hosts take 35 s)"
 
 
@@ -50,7 +52,7 @@ def cluster(hosts: int) -> dict[str, object]:
     }
 
 
-def measure(root: Path, n: int) -> tuple[float, float, float, float]:
+def measure(root: Path, n: int, run: int = 0) -> tuple[float, float, float, float]:
     """(validate, render, build) wall seconds for a cluster of n hosts, and the CPU seconds of
     validate + build (on a loaded machine wall time includes waiting for a CPU)."""
     spec_path = root / f"spec{n}.toml"
@@ -60,7 +62,7 @@ def measure(root: Path, n: int) -> tuple[float, float, float, float]:
     t1, c1 = time.perf_counter(), time.process_time()
     render_bundle_configs(loaded.spec, Site.from_spec(loaded.spec))
     t2, c2 = time.perf_counter(), time.process_time()
-    build_bundle(loaded, root / f"out{n}", progress=SILENT)
+    build_bundle(loaded, root / f"out{n}-{run}", progress=SILENT)  # a new output each time
     t3, c3 = time.perf_counter(), time.process_time()
     return t1 - t0, t2 - t1, t3 - t2, (c1 - c0) + (c3 - c2)
 
@@ -74,7 +76,9 @@ def main(sizes: list[int]) -> None:
         write_artifacts(root / "a")
         print(f"{'hosts':>6} {'validate s':>11} {'render s':>9} {'build s':>8} {'CPU s':>6}")
         for n in sizes:
-            rows[n] = measure(root, n)
+            # The fastest of RUNS (by validate + build): on a shared machine the rest is waiting.
+            rows[n] = min((measure(root, n, run) for run in range(RUNS)),
+                          key=lambda r: r[0] + r[2])
             print(f"{n:>6} {rows[n][0]:>11.3f} {rows[n][1]:>9.3f} {rows[n][2]:>8.3f} "
                   f"{rows[n][3]:>6.2f}")
     if GOAL_HOSTS in rows:
@@ -86,9 +90,9 @@ def main(sizes: list[int]) -> None:
             measure="render and build 1,000 hosts with nfs entries and writable roots",
             value=round(total, 3), unit="s", goal=f"<= {GOAL_SECONDS:g} s",
             before=BEFORE, met=total <= GOAL_SECONDS,
-            detail=f"{cpu:.2f} s CPU; validate {validate:.2f} s + build {build:.2f} s "
+            detail=f"{cpu:.2f} s CPU; best of {RUNS}; validate {validate:.2f} s + build {build:.2f} s "
                    f"(render alone {render:.2f} s, included in build); {others}; "
-                   f"load average {os.getloadavg()[0]:.1f}")])
+                   f"{contention()}")])
 
 
 if __name__ == "__main__":

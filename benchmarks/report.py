@@ -8,6 +8,7 @@ files, never typed by hand.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +43,18 @@ def machine() -> str:
     except OSError:
         pass
     return f"{os.cpu_count()} cores, {model or platform.processor()}, Linux {platform.release()}"
+
+
+def contention() -> str:
+    """How busy the machine was: the load average and, where the kernel has PSI, the share of
+    the last minute some task waited for a CPU (wall times on a shared machine are mostly that)."""
+    load = f"load average {os.getloadavg()[0]:.1f}"
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        avg60 = dict(part.split("=") for part in first.split()[1:])["avg60"]
+    except (OSError, IndexError, KeyError, ValueError):
+        return load
+    return f"{load}, CPU pressure {float(avg60):.0f}%"
 
 
 def write(name: str, figures: list[Figure]) -> Path:

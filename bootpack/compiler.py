@@ -38,8 +38,12 @@ from .bundle.output import (
     check_replaceable,
     previous,
     record_archive,
+    recycle_tree,
+    share_tree,
+    shared_trees,
     source_memo,
     staged_output,
+    stock_slot,
     watch,
 )
 from .errors import BootpackError
@@ -158,15 +162,24 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     """Write the plan into root; the manifest rows it already knows (by path).
 
     With `previous` (the version being replaced), a file whose content it holds unchanged is
-    hard-linked from it instead of copied, and so is a root tree in `same_trees` (its image's
-    cache keys are the previous version's): a rebuild moves no bulk bytes."""
+    hard-linked from it instead of copied, and a root tree in `same_trees` (its image's
+    cache keys are the previous version's) is the pool's spare of it, moved in by one rename,
+    or else hard-linked from it: a rebuild moves no bulk bytes (see bundle/output.py)."""
     sources = sources or SourceDigests()
     known: dict[str, FileEntry] = {}
+    made: set[Path] = set()
     for rel, text in sorted(plan.texts.items()):
         target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        target.chmod(0o644)
+        if target.parent not in made:  # 3,000 host configs share a few folders
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        data = text.encode("utf-8")
+        # "x": the staging folder is new (a name written twice would be a bug); no chmod per
+        # file: fix_modes sets 0644 where the umask gave other bits. The digest is known here:
+        # the manifest does not read the file again.
+        with target.open("xb") as f:
+            f.write(data)
+        known[rel] = FileEntry(path=rel, sha256=sha256_bytes(data), size=len(data))
     old_rows = {r.path: r for r in previous.manifest.files} if previous else {}
     for rel, source in sorted(plan.copies.items()):
         target = root / rel
@@ -185,10 +198,12 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     for rel, source in sorted(plan.trees.items()):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         rows = [r for p, r in old_rows.items() if p.startswith(rel + "/")]
-        if previous is not None and rel in same_trees and all(
-                not isinstance(r, FileEntry) or previous.unchanged(r.path, r.size) for r in rows):
-            # Hard links to the previous version's tree: same inodes, owners and modes.
-            run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")
+        if previous is not None and rel in same_trees and previous.all_unchanged(
+                (r.path, r.size) for r in rows if isinstance(r, FileEntry)):
+            if not recycle_tree(previous, root, rel):
+                # Hard links to the previous version's tree: same inodes, owners and modes.
+                run(["cp", "-al", previous.tree / rel, root / rel], what="linking a root tree")
+                share_tree(root, rel)
             known.update({r.path: r for r in rows if isinstance(r, FileEntry)})
             continue
         # cp -a keeps owners, modes and hard links: a root tree needs them (shutil does not).
@@ -196,11 +211,16 @@ def write_plan(plan: Plan, root: Path, previous: Previous | None = None,
     return known
 
 
-def _fix_times(root: Path, mtime: int) -> None:
+def _fix_times(root: Path, mtime: int, skip: AbstractSet[str] = frozenset()) -> None:
     """Same mtime on every path, so tools that compare times see identical trees. Paths that
-    have it already (linked from the previous version) are left alone: no new ctime."""
+    have it already (linked from the previous version) are left alone: no new ctime. Trees in
+    `skip` (the previous version's, times and all) are not walked."""
     ns = mtime * 1_000_000_000
+    start = len(os.fspath(root)) + 1
     for dirpath, dirnames, filenames in os.walk(root):
+        if skip:
+            rel = dirpath[start:]
+            dirnames[:] = [d for d in dirnames if f"{rel}/{d}" not in skip]
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
@@ -230,7 +250,7 @@ def build_bundle(loaded: LoadedSpec, output: Path, *, syslinux_dir: Path | None 
     watch(output)
     # Refused before minutes of image building (and again, under the output's lock, before the swap).
     check_inputs(output, build_inputs(loaded, syslinux_dir))
-    check_replaceable(output)
+    check_replaceable(output, trees=False)  # root trees: under the lock only (15,000 files)
     mtime = source_date_epoch()
     built = build_images(loaded, cache=cache, mtime=mtime, progress=progress)
     with progress.step("Planning the bundle"):
@@ -257,6 +277,8 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
     """The previous version's manifest when the plan would write exactly that bundle and every
     file of it is still vouched for by its seal (nothing copied, hashed or linked to know it)."""
     spec = loaded.spec
+    old = before.manifest
+    old_rows = {r.path: r for r in old.files}
     rows: dict[str, FileEntry | LinkEntry] = {}
     for rel, text in plan.texts.items():
         data = text.encode("utf-8")
@@ -264,7 +286,8 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
     for rel, source in plan.copies.items():
         digest, size = sources.digest(source)
         rows[rel] = FileEntry(path=rel, sha256=digest, size=size)
-    old = before.manifest
+    if any(old_rows.get(rel) != row for rel, row in rows.items()):
+        return None  # a config changed: no need to add up the tree's rows to know
     for rel in plan.trees:
         if rel not in same_trees:
             return None
@@ -276,7 +299,7 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
             or (spec.bundle.description, loaded.digest, __version__, images)
             != (old.description, old.spec_digest, old.bootpack_version, old.images)):
         return None
-    if not all(isinstance(r, LinkEntry) or before.unchanged(r.path, r.size) for r in files):
+    if not before.all_unchanged((r.path, r.size) for r in files if isinstance(r, FileEntry)):
         return None
     return old
 
@@ -302,29 +325,42 @@ def _build_staged(loaded: LoadedSpec, output: Path, plan: Plan, built: Mapping[s
         with progress.step(f"Writing {len(plan.copies) + len(plan.texts)} files"):
             known = write_plan(plan, staging, before, same_trees, sources)
         sources.save(source_memo(staging))
+        shared = set(shared_trees(staging))  # the previous version's trees: nothing to walk
+        old_rows = before.manifest.files if before is not None else ()
         manifest = make_manifest(
             staging, name=spec.bundle.name, version=spec.bundle.version,
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
             images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
             known=known,
+            trees={rel: [r for r in old_rows if r.path.startswith(rel + "/")] for rel in shared},
         )
-        (staging / layout.MANIFEST).write_text(manifest.dumps(), encoding="utf-8")
-        _fix_times(staging, mtime)
+        manifest_text = manifest.dumps()
+        (staging / layout.MANIFEST).write_text(manifest_text, encoding="utf-8")
+        _fix_times(staging, mtime, skip=shared)
+        for rel in sorted(set(plan.trees) - shared):
+            # A spare of the new tree for the next rebuild (output.py's pool): linked now,
+            # before the seal, since linking gives every file a new ctime.
+            run(["cp", "-al", staging / rel, stock_slot(staging, rel)], what="linking a root tree")
         with progress.step("Writing the archive"):
+            # The rendered texts as written: the archive does not read 3,000 host configs back.
+            contents = {rel: text.encode("utf-8") for rel, text in plan.texts.items()}
+            contents[layout.MANIFEST] = manifest_text.encode("utf-8")
             members = _archive(staging, manifest, before, f"{spec.bundle.name}-{spec.bundle.version}",
-                               mtime)
+                               mtime, shared, contents)
         record_archive(staging, members)
     return BuildResult(Bundle(output.absolute(), manifest, archive_path(output.absolute())))
 
 
 def _archive(staging: Path, manifest: BundleManifest, before: Previous | None, prefix: str,
-             mtime: int) -> list[Member]:
-    """The bundle's archive, from the previous one's gzip members wherever they still fit."""
+             mtime: int, shared: AbstractSet[str], contents: Mapping[str, bytes]) -> list[Member]:
+    """The bundle's archive, from the previous one's gzip members wherever they still fit
+    (a shared root tree's member without reading the tree)."""
     target = archive_path(staging)
     digests = {r.path: r.sha256 for r in manifest.files if isinstance(r, FileEntry)}
     earlier = (before.archive, before.members) if before and before.archive else None
-    members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier)
+    members = write_archive(staging, target, prefix, mtime, digests=digests, earlier=earlier,
+                            same_trees=shared, contents=contents)
     if earlier is not None and [m.key for m in members] == [m.key for m in earlier[1]]:
         # Nothing changed: the same bytes are already on disk; share them (no 600 MB copy next time).
         target.unlink()

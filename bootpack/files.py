@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import IO
 
@@ -48,15 +49,18 @@ def sha256_file(path: Path) -> tuple[str, int]:
         return sha256_stream(f)
 
 
-def walk_rel(root: Path) -> list[str]:
+def walk_rel(root: Path, skip: AbstractSet[str] = frozenset()) -> list[str]:
     """`walk` as relative POSIX path strings, same order: no Path objects (on a 15,000-file
-    root tree pathlib costs more than the lstat calls)."""
+    root tree pathlib costs more than the lstat calls). Folders in `skip` are listed but not
+    entered."""
     found: list[str] = []
     start = len(os.fspath(root)) + 1
     for dirpath, dirnames, filenames in os.walk(root):
         rel = dirpath[start:]
         prefix = rel + "/" if rel else ""
         found.extend(prefix + d for d in dirnames)
+        if skip:
+            dirnames[:] = [d for d in dirnames if prefix + d not in skip]
         found.extend(prefix + f for f in filenames)
     found.sort()
     return found

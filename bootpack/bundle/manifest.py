@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +46,7 @@ class LinkEntry(BaseModel):
 
 
 Entry = FileEntry | LinkEntry
+_quote = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str (ensure_ascii)
 
 
 class ImageProvenance(BaseModel):
@@ -82,10 +83,38 @@ class BundleManifest(BaseModel):
         return bundle_digest(self.name, self.version, self.files)
 
     def dumps(self) -> str:
-        data = self.model_dump(mode="json")
+        """bundle.json's text: json.dumps(model_dump(), indent=2), with the rows written
+        directly (json's indenting encoder is pure Python: 0.3 s for 15,000 rows)."""
+        data = self.model_dump(mode="json", exclude={"files"})
         if self.images is None:
             del data["images"]
-        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+        data["files"] = []  # the last key: its "[]" is replaced by the rows
+        text = json.dumps(data, indent=2, sort_keys=False)
+        if self.files:
+            q = _quote
+            rows = ",\n".join(
+                f'    {{\n      "path": {q(r.path)},\n      "sha256": {q(r.sha256)},\n'
+                f'      "size": {int(r.size)}\n    }}' if isinstance(r, FileEntry) else
+                f'    {{\n      "path": {q(r.path)},\n      "link": {q(r.link)}\n    }}'
+                for r in self.files)
+            assert text.endswith('"files": []\n}')
+            text = text[:-len("[]\n}")] + f"[\n{rows}\n  ]\n}}"
+        return text + "\n"
+
+    @classmethod
+    def read(cls, path: Path, where: str) -> BundleManifest:
+        """`loads` of a bundle.json file, parsed once per process while the file is unchanged
+        (a rebuild reads the current one three times; 15,000 rows take 0.1 s to validate)."""
+        with path.open("rb") as f:
+            st = os.fstat(f.fileno())
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            found = _read.get(path)
+            if found is not None and found[0] == stamp:
+                return found[1]
+            manifest = cls.loads(f.read(), where)
+        _read.clear()  # one bundle at a time: no growth in long-running processes
+        _read[path] = (stamp, manifest)
+        return manifest
 
     @classmethod
     def loads(cls, text: str | bytes, where: str) -> BundleManifest:
@@ -99,15 +128,19 @@ class BundleManifest(BaseModel):
             raise BootpackError(f"{where}: unreadable manifest: {exc}") from None
 
 
-def list_files(root: Path, known: Mapping[str, FileEntry] | None = None) -> list[Entry]:
+def list_files(root: Path, known: Mapping[str, FileEntry] | None = None,
+               trees: Mapping[str, Sequence[Entry]] | None = None) -> list[Entry]:
     """Manifest rows for every regular file and symlink (bundle.json itself and the per-host
     writable roots under hosts/, which are user data, excluded). `known`: rows the caller
     vouches for (a file it just copied from a source of known digest, or hard-linked from a
-    sealed earlier version), used when the size agrees instead of hashing the file again."""
+    sealed earlier version), used when the size agrees instead of hashing the file again.
+    `trees`: folders the caller vouches for as a whole (a root tree that is the very inodes
+    of a sealed earlier version's), with their rows: not walked."""
     known = known or {}
-    rows: list[Entry] = []
+    trees = trees or {}
+    rows: list[Entry] = [row for tree_rows in trees.values() for row in tree_rows]
     base = os.fspath(root)
-    for rel in walk_rel(root):
+    for rel in walk_rel(root, skip=set(trees)):
         if rel == layout.MANIFEST or layout.is_user_data(rel):
             continue
         path = os.path.join(base, rel)
@@ -121,6 +154,8 @@ def list_files(root: Path, known: Mapping[str, FileEntry] | None = None) -> list
                 continue
             digest, size = sha256_file(Path(path))
             rows.append(FileEntry(path=rel, sha256=digest, size=size))
+    if trees:
+        rows.sort(key=lambda r: r.path)  # walk_rel's order: by path
     return rows
 
 
@@ -138,13 +173,17 @@ def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
                   bootpack_version: str,
                   images: Mapping[str, ImageProvenance] | None = None,
-                  known: Mapping[str, FileEntry] | None = None) -> BundleManifest:
-    files = tuple(list_files(root, known))
+                  known: Mapping[str, FileEntry] | None = None,
+                  trees: Mapping[str, Sequence[Entry]] | None = None) -> BundleManifest:
+    files = tuple(list_files(root, known, trees))
     return BundleManifest.model_validate({
         "format": FORMAT, "name": name, "version": version, "description": description,
         "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,
         "bootpack_version": bootpack_version, "images": images, "files": files,
     })
+
+
+_read: dict[Path, tuple[tuple[int, ...], BundleManifest]] = {}  # BundleManifest.read's memo
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from ..errors import BootpackError
@@ -31,7 +32,9 @@ def _never(st: os.stat_result) -> bool:
 
 
 def user_changes(directory: Path, manifest: BundleManifest,
-                 unchanged: Callable[[os.stat_result], bool] = _never) -> list[str]:
+                 unchanged: Callable[[os.stat_result], bool] = _never, *,
+                 skip: AbstractSet[str] = frozenset(),
+                 vouched: set[str] | None = None) -> list[str]:
     """What replacing `directory` would lose: every file or link that its manifest does not list
     or that differs from its row ("unexpected: PATH", "changed: PATH"), sorted.
 
@@ -42,6 +45,9 @@ def user_changes(directory: Path, manifest: BundleManifest,
     that lacks some of its bundle's files loses nothing. Directories, device nodes, FIFOs and
     sockets hold no data and are not listed in manifests (root trees have them); hosts/ at the
     top holds per-host writable roots, which are carried over, never replaced.
+
+    Folders in `skip` are not entered. `vouched`, when given, collects the listed regular files
+    that `unchanged` vouched for (present, listed size): what a rebuild may hard-link or reuse.
     """
     want = {row.path: row for row in manifest.files}
     problems: list[str] = []
@@ -59,7 +65,8 @@ def user_changes(directory: Path, manifest: BundleManifest,
             if stat.S_ISDIR(st.st_mode):
                 if row is not None:
                     problems.append(f"changed: {rel} (now a folder)")
-                stack.append((entry.path, rel + "/"))
+                if rel not in skip:
+                    stack.append((entry.path, rel + "/"))
             elif stat.S_ISLNK(st.st_mode):
                 if row is None:
                     problems.append(f"unexpected: {rel}")
@@ -70,7 +77,10 @@ def user_changes(directory: Path, manifest: BundleManifest,
                     problems.append(f"unexpected: {rel}")
                 elif not isinstance(row, FileEntry) or st.st_size != row.size:
                     problems.append(f"changed: {rel}")
-                elif not unchanged(st) and sha256_file(Path(entry.path))[0] != row.sha256:
+                elif unchanged(st):
+                    if vouched is not None:
+                        vouched.add(rel)
+                elif sha256_file(Path(entry.path))[0] != row.sha256:
                     problems.append(f"changed: {rel} (same size, other content)")
     return sorted(problems, key=lambda p: p.split(": ", 1)[1])
 

@@ -160,8 +160,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
             dockerfile=loaded.resolve(image.dockerfile) if image.dockerfile else None,
             tag=_tag(spec.bundle.name, name), architecture=image.architecture,
             progress=progress)
-    os_release = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
-    family = families.detect_family(os_release or "", where)
+    family = families.detect_family(_os_release(cache, client, image_id), where)
     options = netboot_options(family, image.packages, modes, image.drivers)
     overlay = loaded.resolve(image.overlay) if image.overlay else None
     inputs: dict[str, Any] = {
@@ -212,6 +211,20 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     if "nfs" in modes:
         built.tree = tree
     return built
+
+
+OS_RELEASE = "os-release"
+
+
+def _os_release(cache: Cache, client: docker.DockerClient, image_id: str) -> str:
+    """The image's os-release text ("" when it has none), cached by image id (a content digest):
+    reading it from the image means creating a container, 0.3-0.7 s of a 2 s rebuild."""
+    def read(out: Path) -> None:
+        text = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
+        (out / OS_RELEASE).write_text(text or "", encoding="utf-8")
+
+    entry = cache.get_or_build(OS_RELEASE, {"image": image_id}, read)
+    return (entry.path / OS_RELEASE).read_text(encoding="utf-8")
 
 
 def _cached(cache: Cache, step: str, inputs: dict[str, Any], title: str, progress: Progress,

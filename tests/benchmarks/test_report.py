@@ -4,6 +4,7 @@ is run here: they take minutes to hours and report numbers, they are not tests).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,12 @@ def test_a_goal_named_later_in_a_measure_is_found(results: Path) -> None:
                                  goal="<= 0.6x", met=True)])
     assert "| boot time, ramdisk entry: bootpack / seed-style | ~1.0x | <= 0.6x | 0.55 x | yes |" \
         in table.render_table(report.read_all())
+
+
+def test_contention_names_the_load_and_the_cpu_pressure() -> None:
+    from benchmarks.report import contention
+
+    found = contention()
+    assert re.fullmatch(r"load average \d+\.\d(, CPU pressure \d+%)?", found), found
+    if Path("/proc/pressure/cpu").is_file():
+        assert "CPU pressure" in found

@@ -119,3 +119,28 @@ def test_a_menu_change_reuses_every_other_member_and_gives_the_fresh_bytes(tmp_p
     assert [m.key for m in again] == [m.key for m in fresh]
     changed = [i for i, (a, b) in enumerate(zip(first, again, strict=True)) if a.key != b.key]
     assert changed == [4]  # the run holding menu.cfg only
+
+
+def test_a_big_compressed_file_is_stored_and_a_big_text_is_deflated(tmp_path: Path) -> None:
+    import os
+    import zlib
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    noise = os.urandom(3 << 20)  # stands for a zstd initrd or a squashfs: incompressible
+    (tree / "packed.img").write_bytes(noise)
+    (tree / "text").write_bytes(b"the same line again\n" * (1 << 17))  # 2.6 MB, compressible
+    members = write_archive(tree, tmp_path / "a.tar.gz", "x", mtime=0)
+    by_group = {m.group: m for m in members}
+    packed, text = by_group["x/file:packed.img"], by_group["x/file:text"]
+    assert len(noise) < packed.length < len(noise) * 1.01  # stored: deflate's framing only
+    assert text.length < 100_000
+    raw = (tmp_path / "a.tar.gz").read_bytes()
+    # A stored member is still plain gzip (deflate stored blocks), and the archive reads whole.
+    stream = zlib.decompressobj(31).decompress(raw[packed.offset:packed.offset + packed.length])
+    assert noise in stream
+    extract_archive(tmp_path / "a.tar.gz", tmp_path / "out")
+    assert (tmp_path / "out/packed.img").read_bytes() == noise
+    # The same tree gives the same bytes (the choice depends on the content only).
+    write_archive(tree, tmp_path / "b.tar.gz", "x", mtime=0)
+    assert (tmp_path / "b.tar.gz").read_bytes() == raw

@@ -90,3 +90,32 @@ def test_open_errors(tmp_path: Path, built: Path) -> None:
     (tmp_path / "bad/bundle.json").write_text(json.dumps(data))
     with pytest.raises(BootpackError, match=r"unreadable manifest: files\.0"):
         Bundle.open(tmp_path / "bad")
+
+
+@pytest.mark.parametrize("files", [(), (
+    FileEntry(path="roots/d/ünïcode \"quoted\"\\tab\t", sha256="sha256:" + "0" * 64, size=7),
+    LinkEntry(path="roots/d/link", link="../ü/\n"),
+    FileEntry(path="x", sha256="sha256:" + "1" * 64, size=0))])
+@pytest.mark.parametrize("images", [None, {"d": ImageProvenance(
+    source_image="sha256:i", kernel_version="6.1", steps={"rootfs": "k"})}])
+def test_dumps_writes_what_json_dumps_of_the_model_writes(
+        files: tuple[FileEntry | LinkEntry, ...],
+        images: dict[str, ImageProvenance] | None) -> None:
+    # dumps formats the rows itself (speed); its bytes are those of the plain json.dumps.
+    manifest = BundleManifest(format=1, name="n", version="1", description="d ü", digest="x",
+                              spec_digest="s", bootpack_version="0", images=images, files=files)
+    data = manifest.model_dump(mode="json")
+    if images is None:
+        del data["images"]
+    assert manifest.dumps() == json.dumps(data, indent=2) + "\n"
+    assert BundleManifest.loads(manifest.dumps(), "x") == manifest
+
+
+def test_read_parses_once_while_the_file_is_unchanged(built: Path) -> None:
+    path = built / "bundle.json"
+    first = BundleManifest.read(path, "x")
+    assert BundleManifest.read(path, "x") is first
+    raw = path.read_bytes()
+    path.unlink()
+    path.write_bytes(raw.replace(b'"name": "lab"', b'"name": "lbb"'))  # new inode and ctime
+    assert BundleManifest.read(path, "x").name == "lbb"

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import tomli_w
 
+from bootpack.bundle.verify import archive_manifest
 from bootpack.compiler import BuildResult, build_bundle
 from bootpack.errors import BootpackError
 from bootpack.images.builder import BuiltImage, build_images
@@ -161,6 +162,17 @@ def test_menu_change_reruns_no_image_step(livenet: Built, tmp_path: Path) -> Non
     # spec.json: the validated spec the bundle keeps for `bootpack serve`.
     assert all(p.startswith(("tftpboot/pxelinux.cfg/", "etc/")) or p == "spec.json"
                for p in changed), changed
+    # Another change into the same output takes the real Debian tree (device nodes, hard
+    # links, setuid files) from the tree pool and copies its archive member by group: the
+    # archive holds exactly the bundle (read and hashed whole: ~4 s; tests/bundle/
+    # test_tree_pool.py compares such archives with fresh builds byte for byte, and verifies).
+    menu = result.result.output
+    spare = menu.with_name(f".{menu.name}.bootpack") / "trees/roots/debian"
+    spare_folder = (spare / "usr").lstat().st_ino
+    again = timed_build(write_spec(tmp_path, _port(livenet), title="second change"), menu)
+    measure("rebuild after a second menu-only change (tree from the pool)", again.seconds, "s")
+    assert (menu / "roots/debian/usr").lstat().st_ino == spare_folder
+    assert archive_manifest(again.result.archive).digest == again.result.digest
 
 
 def _port(built: Built) -> int:

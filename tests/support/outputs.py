@@ -8,7 +8,8 @@ from pathlib import Path
 
 def leftovers(folder: Path) -> list[str]:
     """Hidden entries in folder, where an output's store (.OUT.bootpack) counts only for what it
-    holds besides its lock, its `current` pointer and the version that points to, sorted."""
+    holds besides its lock, its `current` pointer, the version that points to and the tree pool
+    (trees/), sorted."""
     found: list[str] = []
     for path in sorted(folder.iterdir()):
         if not path.name.startswith("."):
@@ -17,7 +18,7 @@ def leftovers(folder: Path) -> list[str]:
             pointer = path / "current"
             current = os.readlink(pointer) if pointer.is_symlink() else None
             found += [f"{path.name}/{p.name}" for p in sorted(path.iterdir())
-                      if p.name not in ("lock", "current", current)]
+                      if p.name not in ("lock", "current", "trees", current)]
         else:
             found.append(path.name)
     return found
