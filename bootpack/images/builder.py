@@ -69,6 +69,7 @@ class BuiltImage:
     squashfs: Path | None = None  # live root
     ramdisk: Path | None = None  # ramdisk root (the initramfs the kernel boots)
     tree: Path | None = None  # nfs root tree
+    root: Path | None = None  # the image's root tree, whatever the modes (loaders it carries)
     source: str = ""  # container image id the root tree was made from
     kernel_version: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
@@ -179,7 +180,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     built.kernel_version = (rootfs / "kver").read_text().strip()
     if (rootfs / "initrd.img").is_file():
         built.initrd = rootfs / "initrd.img"
-    tree = rootfs / "tree"
+    tree = built.root = rootfs / "tree"
     init = (rootfs / "init").read_text().strip() or None
     if modes & {"live", "nfs", "ramdisk"} and init is None:
         raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to its "
