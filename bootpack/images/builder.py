@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -26,10 +27,11 @@ import docker
 
 from ..bundle.manifest import ImageProvenance
 from ..errors import BootpackError
+from ..external import need, run
 from ..files import PREFIX
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
-from ..spec.model import Architecture, Spec
+from ..spec.model import Architecture, Spec, build_host_architecture
 from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
@@ -87,7 +89,10 @@ def container_images(spec: Spec) -> list[str]:
 
 
 def netboot_options(family: families.Family, user_packages: Iterable[str],
-                    modes: set[str], drivers: Iterable[str] = ()) -> NetbootOptions:
+                    modes: set[str], drivers: Iterable[str] = (),
+                    foreign: bool = False) -> NetbootOptions:
+    """What the netboot container does; `foreign`: the image is for another CPU than this
+    machine's (its initrd is compressed on the host)."""
     needs: set[str] = set()
     if modes & {"live", "nfs"}:
         needs.add(families.DRACUT)
@@ -102,7 +107,7 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
         if mode in modes:
             add += [m for m in DRACUT_MODULES[mode] if m not in add]
     return NetbootOptions(packages=tuple(packages), dracut_add=tuple(add), nics=NIC_DRIVERS,
-                          drivers=tuple(dict.fromkeys(drivers)))
+                          drivers=tuple(dict.fromkeys(drivers)), compress_on_host=foreign)
 
 
 def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
@@ -121,7 +126,12 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
         raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
-    if initrd is not None:
+    if initrd is not None and options.compress_on_host:
+        command = shlex.split(options.compress)
+        run([need(command[0], command[0]), *command[1:], "-f", "-o", out / "initrd.img", initrd],
+            progress=progress, what="compressing the initrd (zstd, on this machine)")
+        initrd.unlink()
+    elif initrd is not None:
         os.replace(initrd, out / "initrd.img")
     shutil.rmtree(tree / WORK)
     clean_tree(tree)
@@ -163,7 +173,8 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
             progress=progress)
     os_release = read_file(client, image_id, ("/etc/os-release", "/usr/lib/os-release"))
     family = families.detect_family(os_release or "", where)
-    options = netboot_options(family, image.packages, modes, image.drivers)
+    options = netboot_options(family, image.packages, modes, image.drivers,
+                              foreign=image.architecture != build_host_architecture())
     overlay = loaded.resolve(image.overlay) if image.overlay else None
     inputs: dict[str, Any] = {
         "format": ROOTFS_FORMAT, "image": image_id, "family": family.name, "options": asdict(options),
