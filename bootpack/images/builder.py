@@ -18,7 +18,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import docker
 
 from ..bundle.manifest import ImageProvenance
 from ..errors import BootpackError
-from ..external import need, run
+from ..external import need, run_fed
 from ..files import PREFIX
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
@@ -128,8 +128,16 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
     shutil.copyfile(kernel, out / "vmlinuz")
     if initrd is not None and options.compress_on_host:
         command = shlex.split(options.compress)
-        run([need(command[0], command[0]), *command[1:], "-f", "-o", out / "initrd.img", initrd],
-            progress=progress, what="compressing the initrd (zstd, on this machine)")
+
+        def chunks(path: Path = initrd) -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        # fed on stdin as dracut feeds it: with the size unknown zstd picks the same parameters,
+        # so the bytes are dracut's own (but for its record of its command line in the cpio)
+        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o", out / "initrd.img"],
+                chunks(), progress=progress, what="compressing the initrd (zstd, on this machine)")
         initrd.unlink()
     elif initrd is not None:
         os.replace(initrd, out / "initrd.img")
