@@ -73,8 +73,9 @@ def arm64_appliance(session_cache_dir: Path, arm64_base_image: str,
                      "cmdline": "console=ttyAMA0"}],
         "hosts": [{"name": "arm-live", "mac": MAC, "entry": "live"}],
     }))
-    # Under qemu-user every arm64 program is emulated: 356 s at load ~2, but an attempt at load
-    # ~20 (with the kernel's initramfs-tools run, now skipped) took over 40 minutes.
+    # Under qemu-user every arm64 program is emulated: 356 s at load ~2, 592 s at load ~8 (Docker
+    # layers cached; a cold `docker build` adds ~150 s), but an attempt at load ~20 (with the
+    # kernel's initramfs-tools run, now skipped) took over 40 minutes.
     seconds = bake(spec, TAG, timeout=7200)
     measure("arm64 image built (docker build + dracut under qemu-user) and baked", seconds, "s")
     measure("arm64 appliance image size", docker.from_env().images.get(TAG).attrs["Size"] / 1e6,
