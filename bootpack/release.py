@@ -22,6 +22,7 @@ from .bundle.manifest import DIGEST_KEY, Bundle
 from .bundle.verify import verified_archive
 from .compiler import build_bundle
 from .errors import BootpackError
+from .images.docker_image import DOCKER_ARCH
 from .progress import NORMAL, Progress
 from .registry import image as registry_image
 from .registry.client import OCI_MANIFEST, Manifest, connect
@@ -29,6 +30,7 @@ from .registry.push import PushResult, check_bundle_tag, move_latest, push_bundl
 from .registry.reference import LATEST, Reference, appliance_tag, check_version_tag, parse_reference
 from .registry.signature import Signed, load_private_key, sign_bundle
 from .spec import load_spec
+from .spec.model import build_host_architecture
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ def ensure_appliance_image(bundle: Bundle, *, image: str | None = None, client: 
             raise BootpackError(f"--image {image} serves bundle {label}, not {bundle.directory} "
                                 f"({bundle.digest}); bake this bundle with `bootpack image`")
         return str(found.id)
-    found = registry_image.find_appliance_image(client, bundle.digest)
+    found = registry_image.find_appliance_image(  # this machine's: what `push` bakes too
+        client, bundle.digest, DOCKER_ARCH[build_host_architecture()])
     if found is not None:
         return str(found.id)
     tag = f"bootpack/{bundle.name}:{bundle.version}"

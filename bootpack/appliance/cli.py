@@ -8,13 +8,19 @@ import re
 import tempfile
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BootpackError
 from ..progress import Progress
-from ..spec.model import DhcpMode
+from ..spec.model import Architecture, DhcpMode
 from .runtime import Peer, parse_peer
 from .state import DEFAULT_STATUS_PORT, default_runtime_dir
 from .timeline import DEFAULT_STALL_SECONDS
+
+if TYPE_CHECKING:  # imported where used: `bootpack serve` starts without the registry client
+    from ..registry.client import RegistryClient
+    from ..registry.reference import Reference
+    from .image import ImageResult
 
 
 def _address(value: str) -> IPv4Interface | IPv4Address:
@@ -166,36 +172,99 @@ def _health(args: argparse.Namespace, progress: Progress) -> int:
     return 0 if ok else 1
 
 
+def _platforms(value: str) -> tuple[Architecture, ...]:
+    from .image import parse_platforms
+
+    try:
+        return parse_platforms(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _image(args: argparse.Namespace, progress: Progress) -> int:
     from ..bundle import Bundle, layout
     from ..bundle.manifest import DIGEST_KEY
-    from .image import bake_image
+    from ..spec.model import build_host_architecture
+    from .image import bake_image, build_wheels, platform_name, platform_tag
 
     source: Path | None = args.source
-    if args.generic:
-        if source is not None:
-            raise BootpackError("--generic bakes no bundle: give either SPEC|BUNDLE_DIR or --generic")
-        result = bake_image(None, args.tag, base=args.base, progress=progress)
-        print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), generic: run it with "
-              "--bundle REGISTRY/REPO:VERSION")
-        return 0
-    if source is None:
+    platforms: tuple[Architecture, ...] = args.platform or (build_host_architecture(),)
+    if len(platforms) > 1 and not args.push:
+        raise BootpackError("--platform with several platforms needs --push: the local Docker "
+                            "engine holds one platform per tag, the registry holds the index over "
+                            "them (or build one --platform at a time)")
+    if args.generic and source is not None:
+        raise BootpackError("--generic bakes no bundle: give either SPEC|BUNDLE_DIR or --generic")
+    if not args.generic and source is None:
         raise BootpackError("give SPEC|BUNDLE_DIR to bake, or --generic for the image that pulls "
                             "its bundle at start")
-    if (source / layout.MANIFEST).is_file():
-        result = bake_image(Bundle.open(source), args.tag, base=args.base, progress=progress)
-    else:
-        from ..compiler import build_bundle
-        from ..spec import load_spec
+    registry = _image_registry(args) if args.push else None  # a bad REF fails before the build
 
-        loaded = load_spec(source)
-        with tempfile.TemporaryDirectory(prefix="bootpack-bundle-") as tmp:
-            bundle = Path(tmp) / loaded.spec.bundle.name
-            built = build_bundle(loaded, bundle, progress=progress)
-            result = bake_image(built.bundle, args.tag, base=args.base, progress=progress)
-    print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), bundle "
-          f"{result.labels[DIGEST_KEY]}")
+    def bake(bundle: Bundle | None) -> list[ImageResult]:
+        if len(platforms) == 1:
+            return [bake_image(bundle, args.tag, base=args.base, architecture=platforms[0],
+                               progress=progress)]
+        with progress.step("Building wheels of bootpack and its dependencies (for every platform)"):
+            build_wheels(Path(tmp) / ".wheels", progress)  # no bundle name starts with a dot
+        return [bake_image(bundle, platform_tag(args.tag, a), base=args.base, architecture=a,
+                           progress=progress, host_wheels=Path(tmp) / ".wheels")
+                for a in platforms]
+
+    with tempfile.TemporaryDirectory(prefix="bootpack-bundle-") as tmp:
+        if source is None:  # --generic
+            results = bake(None)
+        elif (source / layout.MANIFEST).is_file():
+            results = bake(Bundle.open(source))
+        else:
+            from ..compiler import build_bundle
+            from ..spec import load_spec
+
+            loaded = load_spec(source)
+            built = build_bundle(loaded, Path(tmp) / loaded.spec.bundle.name, progress=progress)
+            results = bake(built.bundle)
+    for result in results:
+        what = ("generic: run it with --bundle REGISTRY/REPO:VERSION" if args.generic
+                else f"bundle {result.labels[DIGEST_KEY]}")
+        print(f"{result.tag}: {result.id} ({result.size / 1e6:.0f} MB), "
+              f"{platform_name(result.architecture)}, {what}")
+    if registry is not None:
+        _push_appliance(registry, results, progress)
     return 0
+
+
+def _image_registry(args: argparse.Namespace) -> tuple[RegistryClient, Reference]:
+    """(registry client, reference) for `image --push`, checked before anything is built."""
+    from ..registry.client import connect
+    from ..registry.reference import parse_reference
+
+    try:
+        ref = parse_reference(args.tag, allow_digest=False)
+    except BootpackError as exc:
+        raise BootpackError(f"--push pushes to the registry -t names: {exc}") from None
+    if ref.tag is None:
+        raise BootpackError(f"--push {args.tag}: give the tag to push, e.g. {args.tag}:1.0")
+    return connect(ref.registry, args.insecure), ref
+
+
+def _push_appliance(registry: tuple[RegistryClient, Reference], results: list[ImageResult],
+                    progress: Progress) -> None:
+    """Push the images; with several platforms, each at TAG-ARCH and the index at TAG."""
+    from ..registry.image import docker_client, push_image, push_platform_index
+    from .image import platform_name
+
+    client, ref = registry
+    engine = docker_client()
+    digests = []
+    for result in results:
+        target = ref if len(results) == 1 else ref.with_tag(result.tag.rpartition(":")[2])
+        with progress.step(f"Pushing {platform_name(result.architecture)} image to {target}"):
+            digests.append(push_image(engine, result.id, target, progress))
+        print(f"pushed {target}@{digests[-1]}  {platform_name(result.architecture)}")
+    if len(results) > 1:
+        with progress.step(f"Pushing the multi-platform index to {ref}"):
+            digest = push_platform_index(client, ref, digests)
+        print(f"index  {ref}@{digest}  "
+              + ", ".join(platform_name(r.architecture) for r in results))
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -304,7 +373,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--generic", action="store_true",
                    help="bake no bundle: the generic appliance image, run with `--bundle REF`")
     p.add_argument("-t", "--tag", required=True, metavar="REF", help="image reference, e.g. boot:1.0")
-    p.add_argument("--base", default="debian:bookworm-slim", metavar="IMAGE",
-                   help="base image (Debian 12 based; made locally with mmdebstrap when it is "
-                   "debian:bookworm-slim and missing)")
+    p.add_argument("--base", metavar="IMAGE",
+                   help="base image (Debian 12 based; default debian:bookworm-slim, for linux/arm64 "
+                   "arm64v8/debian:bookworm-slim, made locally with mmdebstrap when missing)")
+    p.add_argument("--platform", type=_platforms, metavar="PLATFORM[,PLATFORM]",
+                   help="linux/amd64 and/or linux/arm64 (default: this machine's); a foreign one "
+                   "builds under binfmt_misc + qemu-user-static (minutes); several need --push")
+    p.add_argument("--push", action="store_true",
+                   help="push the image to the registry REF names; with several platforms, each "
+                   "at REF's TAG-amd64/TAG-arm64 and a multi-platform index at REF")
+    p.add_argument("--insecure", action="store_true",
+                   help="talk plain HTTP to the registry for the index (the Docker engine decides "
+                   "for the images: 127.0.0.0/8 and its insecure-registries)")
     p.set_defaults(handler=_image)

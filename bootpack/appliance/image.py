@@ -4,12 +4,18 @@ The build context is assembled in a temporary folder: the Dockerfile shipped in 
 bootpack and its dependencies as wheels (built here with pip, so the image build needs no package
 index) and the bundle directory. The image carries OCI annotations as labels: title and version
 from the bundle, created from SOURCE_DATE_EPOCH, and the bundle digest.
+
+An image for another CPU (`--platform linux/arm64` on an x86-64 machine) is built by the same
+classic builder with its RUN steps under binfmt_misc + qemu-user, from the base image of that
+architecture; the compiled dependencies (pydantic-core, cryptography, ...) are that platform's
+binary wheels of the very versions built here, downloaded with `pip download --platform`.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -27,11 +33,24 @@ from ..bundle.manifest import BOOTPACK_VERSION_KEY, DIGEST_KEY, Bundle, BundleMa
 from ..errors import BootpackError
 from ..external import docker_client, run
 from ..files import walk
-from ..images.baseimage import DEFAULT_TAG, ensure_debian_image
+from ..images.baseimage import DEFAULT_TAGS, ensure_debian_image
+from ..images.docker_image import DOCKER_ARCH, check_architecture, need_emulation
 from ..progress import NORMAL, Progress
+from ..spec.model import ARCHITECTURES, Architecture, build_host_architecture
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the bootpack package, as installed
 DOCKERFILE = Path(__file__).with_name("Dockerfile")  # package data: works from a plain install
+
+
+# The appliance's Python: Debian 12's python3, which the Dockerfile's venv uses. Foreign wheels are
+# fetched for it (the host's own wheels are built by the host's Python, 3.11 too on Debian 12).
+APPLIANCE_PYTHON = "3.11"
+# Debian 12's glibc is 2.36: any manylinux wheel up to that runs in the appliance. pip matches
+# --platform exactly (no expansion from manylinux_2_36 down), so every level is named.
+_GLIBC_MINORS = range(36, 16, -1)
+_WHEEL_MACHINE: dict[Architecture, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
+# A wheel file name: NAME-VERSION(-BUILD)?-PYTHON-ABI-PLATFORM.whl (PEP 427).
+_WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-\d[^-]*)?-[^-]+-[^-]+-(?P<platform>[^-]+)\.whl$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,39 @@ class ImageResult:
     id: str
     size: int
     labels: dict[str, str]
+    architecture: Architecture
+
+
+def platform_name(architecture: Architecture) -> str:
+    """Docker's --platform for an architecture: linux/amd64, linux/arm64."""
+    return f"linux/{DOCKER_ARCH[architecture]}"
+
+
+PLATFORMS: dict[str, Architecture] = {platform_name(a): a for a in ARCHITECTURES}
+
+
+def parse_platforms(text: str) -> tuple[Architecture, ...]:
+    """`--platform linux/amd64,linux/arm64` as architectures, in the order given; ValueError
+    naming the culprit and the choices."""
+    found: list[Architecture] = []
+    for item in text.split(","):
+        name = item.strip()
+        if name not in PLATFORMS:
+            raise ValueError(f"{name!r} is not a platform the appliance is built for; use "
+                             f"{' or '.join(PLATFORMS)}, or several separated by commas")
+        if PLATFORMS[name] in found:
+            raise ValueError(f"{name!r} is given twice")
+        found.append(PLATFORMS[name])
+    return tuple(found)
+
+
+def platform_tag(tag: str, architecture: Architecture) -> str:
+    """The local (and pushed) tag of one platform's image of a multi-platform build:
+    boot:1.0 -> boot:1.0-arm64 (one engine tag holds one image: there is no buildx here)."""
+    name, sep, version = tag.rpartition(":")
+    if not sep or "/" in version:  # no tag given: Docker's default
+        name, version = tag, "latest"
+    return f"{name}:{version}-{DOCKER_ARCH[architecture]}"
 
 
 def image_labels(manifest: BundleManifest, epoch: int) -> dict[str, str]:
@@ -122,8 +174,50 @@ bootpack = ["py.typed", "appliance/Dockerfile", "appliance/dashboard.html"]
     return target
 
 
+def wheel_platform_args(architecture: Architecture) -> list[str]:
+    """pip's --platform, --python-version and --implementation for the appliance's Python."""
+    machine = _WHEEL_MACHINE[architecture]
+    platforms = [f"manylinux_2_{minor}_{machine}" for minor in _GLIBC_MINORS]
+    platforms.append(f"manylinux2014_{machine}")
+    return [arg for p in platforms for arg in ("--platform", p)] + [
+        "--python-version", APPLIANCE_PYTHON, "--implementation", "cp", "--only-binary=:all:"]
+
+
+def compiled_wheels(folder: Path) -> dict[Path, str]:
+    """The wheels in folder that are not pure Python, each with its NAME==VERSION pin."""
+    found: dict[Path, str] = {}
+    for wheel in sorted(folder.glob("*.whl")):
+        match = _WHEEL.match(wheel.name)
+        if match is None:
+            raise BootpackError(f"{wheel.name}: not a wheel file name pip would make")
+        if match["platform"] != "any":
+            found[wheel] = f"{match['name']}=={match['version']}"
+    return found
+
+
+def foreign_wheels(deps: Path, architecture: Architecture, progress: Progress) -> None:
+    """Replace the host's compiled wheels in deps by architecture's wheels of the same versions
+    (pure-Python wheels run anywhere and stay)."""
+    compiled = compiled_wheels(deps)
+    if not compiled:
+        return
+    for wheel in compiled:
+        wheel.unlink()
+    pins = sorted(compiled.values())
+    try:
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(deps),
+             *wheel_platform_args(architecture), *pins], progress=progress, what="pip download")
+    except BootpackError as exc:
+        raise BootpackError(
+            f"the appliance for {platform_name(architecture)} needs binary wheels of "
+            f"{', '.join(pins)} for {_WHEEL_MACHINE[architecture]} (Python {APPLIANCE_PYTHON}), and "
+            f"pip could not download them; check that the package index is reachable (pip's "
+            f"index-url or a --find-links folder holding them)\n{exc}") from None
+
+
 def build_wheels(target: Path, progress: Progress) -> None:
-    """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps."""
+    """bootpack's wheel in target/bootpack, its dependencies' wheels in target/deps (for this
+    machine: foreign_wheels swaps the compiled ones for another's)."""
     own, deps = target / "bootpack", target / "deps"
     source = installed_source(target / "source")
     for command in (
@@ -135,36 +229,75 @@ def build_wheels(target: Path, progress: Progress) -> None:
         wheel.unlink()
 
 
-def bake_image(bundle: Bundle | None, tag: str, *, base: str = DEFAULT_TAG, progress: Progress | None = None,
-               client: docker.DockerClient | None = None) -> ImageResult:
+def bake_image(bundle: Bundle | None, tag: str, *, base: str | None = None,
+               architecture: Architecture | None = None, progress: Progress | None = None,
+               client: docker.DockerClient | None = None,
+               host_wheels: Path | None = None) -> ImageResult:
     """Build the appliance image for a bundle, or with bundle=None the generic appliance image
-    that pulls its bundle at start (`serve --bundle REF`)."""
+    that pulls its bundle at start (`serve --bundle REF`), for architecture (default: this
+    machine's; another runs its RUN steps under qemu-user). base defaults to Debian 12 slim of
+    that architecture, made locally with mmdebstrap when missing. host_wheels: what
+    build_wheels made already (a build for several platforms makes them once)."""
     progress = progress or Progress(NORMAL)
+    architecture = architecture or build_host_architecture()
+    platform = platform_name(architecture)
+    need_emulation(architecture, f"--platform {platform}")
     client = client or docker_client()
-    if base == DEFAULT_TAG:
+    base = base or DEFAULT_TAGS[architecture]
+    if base == DEFAULT_TAGS[architecture]:
         with progress.step(f"Making sure {base} exists"):
-            ensure_debian_image(base, client=client)
+            ensure_debian_image(base, client=client, architecture=architecture)
     epoch = source_date_epoch()
     labels = image_labels(bundle.manifest, epoch) if bundle is not None else generic_labels(epoch)
     with tempfile.TemporaryDirectory(prefix="bootpack-image-") as tmp:
         context = Path(tmp)
         shutil.copyfile(DOCKERFILE, context / "Dockerfile")
-        with progress.step("Building wheels of bootpack and its dependencies"):
-            build_wheels(context / "wheels", progress)
+        wheels = context / "wheels"
+        if host_wheels is None:
+            with progress.step("Building wheels of bootpack and its dependencies"):
+                build_wheels(wheels, progress)
+        else:
+            for part in ("bootpack", "deps"):
+                shutil.copytree(host_wheels / part, wheels / part)
+        if architecture != build_host_architecture():
+            with progress.step(f"Fetching the {platform} wheels of the compiled dependencies"):
+                foreign_wheels(wheels / "deps", architecture, progress)
         with progress.step("Packing the bundle into the build context"):
             pack_bundle(bundle.directory if bundle is not None else None, context / "bundle.tar")
-        with progress.step(f"Building image {tag}"):
-            try:
-                image, logs = client.images.build(
-                    path=str(context), tag=tag, labels=labels, buildargs={"BASE": base}, rm=True,
-                    forcerm=True)
-            except docker.errors.BuildError as exc:
-                tail = "".join(str(line.get("stream", line.get("error", ""))) for line in exc.build_log)
-                raise BootpackError(f"building {tag} failed: {exc.msg}\n{tail[-3000:]}") from None
-            except docker.errors.APIError as exc:
-                raise BootpackError(f"building {tag} failed: {exc}") from None
-            for line in logs:
-                text = str(line.get("stream", "")).rstrip()
-                if text:
-                    progress.detail(text)
-    return ImageResult(tag=tag, id=str(image.id), size=int(image.attrs.get("Size", 0)), labels=labels)
+        emulated = "" if architecture == build_host_architecture() else " (emulated under qemu-user)"
+        with progress.step(f"Building image {tag} for {platform}{emulated}"):
+            image_id = _build(client, context, tag, labels, base, platform, progress)
+    check_architecture(client, image_id, architecture, f"--base {base}")
+    image = client.images.get(image_id)
+    return ImageResult(tag=tag, id=image_id, size=int(image.attrs.get("Size", 0)), labels=labels,
+                       architecture=architecture)
+
+
+def _build(client: docker.DockerClient, context: Path, tag: str, labels: dict[str, str], base: str,
+           platform: str, progress: Progress) -> str:
+    """The classic builder's build, streamed: each Dockerfile step as a progress line as it
+    starts (an emulated build runs for minutes), the rest at --verbose. Returns the image id."""
+    log: list[str] = []
+    image_id: str | None = None
+    try:
+        for chunk in client.api.build(path=str(context), tag=tag, labels=labels,
+                                      buildargs={"BASE": base}, platform=platform, rm=True,
+                                      forcerm=True, decode=True):
+            if "error" in chunk:
+                raise BootpackError(f"building {tag} for {platform} failed: "
+                                    f"{str(chunk['error']).strip()}\n" + "\n".join(log[-30:]))
+            for line in str(chunk.get("stream", "")).splitlines():
+                if line.strip():
+                    log.append(line)
+                    if line.startswith("Step "):  # the step's first line: RUN lines are long
+                        progress.info(line if len(line) <= 100 else line[:99] + "…")
+                    else:
+                        progress.detail(line)
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = str(aux["ID"])
+    except docker.errors.APIError as exc:
+        raise BootpackError(f"building {tag} for {platform} failed: {exc.explanation or exc}") from None
+    except docker.errors.DockerException as exc:
+        raise BootpackError(f"building {tag} for {platform} failed: {exc}") from None
+    return image_id or str(client.images.get(tag).id)

@@ -7,18 +7,30 @@ other plain-HTTP registries must be listed in the engine's `insecure-registries`
 
 Which image serves a bundle, and baking one when there is none, is the release workflow's
 decision (bootpack.release); this module only finds, checks and pushes.
+
+A multi-platform appliance is one image per platform pushed by the engine, then an index over
+them that bootpack writes itself (Docker 20.10 without buildx cannot): a Docker manifest list
+over the engine's Docker manifests (an OCI index over OCI ones), each entry's platform read
+from the pushed image's own config, so the index cannot claim an architecture its image lacks.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..bundle.manifest import DIGEST_KEY
 from ..errors import BootpackError
 from ..external import docker_client as engine
 from ..progress import NORMAL, Progress
-from .client import Manifest
+from .auth import RegistryError
+from .client import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Manifest, RegistryClient
 from .reference import Reference
+
+# The index type that lists manifests of each type (the two formats are not mixed).
+INDEX_FOR: dict[str, str] = {DOCKER_MANIFEST: DOCKER_LIST, OCI_MANIFEST: OCI_INDEX}
+# What a registry answers when it does not take a manifest of this type.
+_REFUSED = ("HTTP 400", "HTTP 415", "MANIFEST_INVALID", "UNSUPPORTED")
 
 
 def docker_client() -> Any:
@@ -39,9 +51,13 @@ def local_image(client: Any, name: str) -> Any:
         raise BootpackError(f"--image {name}: {exc.explanation or exc}") from None
 
 
-def find_appliance_image(client: Any, bundle_digest: str) -> Any | None:
-    """The newest local image labelled with this bundle digest, if any."""
+def find_appliance_image(client: Any, bundle_digest: str, architecture: str | None = None) -> Any | None:
+    """The newest local image labelled with this bundle digest, if any; with architecture
+    (Docker's name: amd64, arm64), only an image built for it (`bootpack image --platform`
+    leaves one per platform)."""
     images = client.images.list(filters={"label": f"{DIGEST_KEY}={bundle_digest}"})
+    if architecture is not None:
+        images = [i for i in images if i.attrs.get("Architecture") == architecture]
     if not images:
         return None
     return max(images, key=lambda i: (i.attrs.get("Created", ""), i.id))
@@ -105,3 +121,45 @@ def _push_error(ref: Reference, message: str) -> str:
     else:
         hint = ""
     return f"{ref}: the Docker engine could not push the appliance image: {message}{hint}"
+
+
+def platform_entry(client: RegistryClient, ref: Reference, digest: str) -> dict[str, Any]:
+    """The index entry of the image manifest ref@digest: type, digest, size and the platform
+    its config declares."""
+    found = client.get_manifest_raw(ref.with_digest(digest))
+    if found is None:
+        raise RegistryError(f"{ref.with_digest(digest)}: the pushed image is missing from the registry")
+    if found.media_type not in INDEX_FOR:
+        raise RegistryError(f"{ref.with_digest(digest)}: a {found.media_type or 'untyped'} manifest "
+                            "cannot be listed in a multi-platform index")
+    config_digest = str((found.data.get("config") or {}).get("digest", ""))
+    config = client.fetch_json_blob(ref, config_digest)
+    platform = {"architecture": str(config.get("architecture", "")), "os": str(config.get("os", ""))}
+    if config.get("variant"):
+        platform["variant"] = str(config["variant"])
+    if not platform["architecture"] or not platform["os"]:
+        raise RegistryError(f"{ref.with_digest(digest)}: the image config names no architecture/os")
+    return {"mediaType": found.media_type, "digest": found.digest, "size": len(found.raw),
+            "platform": platform}
+
+
+def push_platform_index(client: RegistryClient, ref: Reference, digests: list[str]) -> str:
+    """Store at ref an index over the image manifests digests (already in ref's repository);
+    returns the index digest. A registry that refuses the index type gets a clear error."""
+    entries = [platform_entry(client, ref, d) for d in digests]
+    types = {e["mediaType"] for e in entries}
+    if len(types) != 1:
+        raise RegistryError(f"{ref}: the per-platform images mix manifest types "
+                            f"({', '.join(sorted(types))}); push them from one Docker engine")
+    media_type = INDEX_FOR[types.pop()]
+    raw = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": entries},
+                     indent=2).encode()
+    try:
+        return client.put_manifest(ref, raw, media_type)
+    except RegistryError as exc:
+        if not any(marker in str(exc) for marker in _REFUSED):
+            raise
+        raise RegistryError(
+            f"{ref}: the registry refused the multi-platform index ({media_type}): {exc}; the "
+            "per-platform images are pushed (" + ", ".join(e["digest"] for e in entries) + "); use a "
+            "registry that accepts image indexes, or publish one --platform per tag") from None

@@ -281,8 +281,10 @@ def _remove_network(network: Network) -> None:
 
 
 def start_appliance(client: docker.DockerClient, net: BootNet, ip: str, args: list[str],
-                    name: str, env: dict[str, str] | None = None, image: str = IMAGE_TAG) -> Container:
-    """Create the appliance container with a fixed address on the test network and start it."""
+                    name: str, env: dict[str, str] | None = None, image: str = IMAGE_TAG,
+                    platform: str | None = None) -> Container:
+    """Create the appliance container with a fixed address on the test network and start it
+    (platform: `docker run --platform`, e.g. linux/arm64 for the emulated arm64 appliance)."""
     with contextlib.suppress(docker.errors.NotFound):
         client.containers.get(name).remove(force=True, v=True)
     networking = client.api.create_networking_config(
@@ -290,7 +292,7 @@ def start_appliance(client: docker.DockerClient, net: BootNet, ip: str, args: li
     created = client.api.create_container(
         image, command=args, name=name, environment=env or {},
         host_config=client.api.create_host_config(cap_add=CAPS),
-        networking_config=networking)
+        networking_config=networking, platform=platform)
     client.api.start(created["Id"])
     return client.containers.get(created["Id"])
 
