@@ -28,6 +28,7 @@ from .bundle.manifest import (
     FileEntry,
     ImageProvenance,
     LinkEntry,
+    LoaderSource,
     bundle_digest,
     make_manifest,
 )
@@ -51,7 +52,7 @@ from .external import run
 from .files import sha256_bytes, sha256_file
 from .images.builder import BuiltImage, build_images, provenance
 from .images.cache import Cache
-from .loaders import find_loader_files
+from .loaders import ImageRoot, find_loader_files, find_loaders
 from .progress import NORMAL, Progress
 from .render import render_bundle_configs
 from .spec import LoadedSpec
@@ -66,6 +67,7 @@ class Plan:
     copies: dict[str, Path] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     trees: dict[str, Path] = field(default_factory=dict)  # destination folder -> source folder
+    loaders: dict[str, LoaderSource] = field(default_factory=dict)  # TFTP name -> bundle.json's
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,12 @@ def plan_bundle(loaded: LoadedSpec, built: Mapping[str, BuiltImage],
     """What goes where: pure bookkeeping over the spec and the images `build_images` made."""
     spec = loaded.spec
     plan = Plan()
-    for name, source in find_loader_files(spec.loaders.chains, syslinux_dir).items():
-        plan.copies[f"{layout.TFTP_DIR}/{name}"] = source
+    # an image that carries Debian's signed loaders for its architecture gives them
+    roots = [ImageRoot(n, spec.images[n].architecture, b.root)
+             for n, b in sorted(built.items()) if b.root is not None]
+    for name, loader in find_loaders(spec.loaders.chains, syslinux_dir, roots).items():
+        plan.copies[f"{layout.TFTP_DIR}/{name}"] = loader.path
+        plan.loaders[name] = loader.source
     used = {e.image for e in spec.entries if e.image is not None}
     unbuilt = sorted(n for n in used if spec.images[n].container and n not in built)
     if unbuilt:
@@ -296,8 +302,8 @@ def _same_as(before: Previous, plan: Plan, same_trees: AbstractSet[str], sources
     # The digest covers name, version and every row; the rest of bundle.json is compared as is.
     if (old.format != MANIFEST_FORMAT
             or bundle_digest(spec.bundle.name, spec.bundle.version, files) != old.digest
-            or (spec.bundle.description, loaded.digest, __version__, images)
-            != (old.description, old.spec_digest, old.bootpack_version, old.images)):
+            or (spec.bundle.description, loaded.digest, __version__, images, plan.loaders or None)
+            != (old.description, old.spec_digest, old.bootpack_version, old.images, old.loaders)):
         return None
     if not before.all_unchanged((r.path, r.size) for r in files if isinstance(r, FileEntry)):
         return None
@@ -332,7 +338,7 @@ def _build_staged(loaded: LoadedSpec, output: Path, plan: Plan, built: Mapping[s
             description=spec.bundle.description, spec_digest=loaded.digest,
             bootpack_version=__version__,
             images={n: provenance(b) for n, b in sorted(built.items())} if built else None,
-            known=known,
+            loaders=plan.loaders, known=known,
             trees={rel: [r for r in old_rows if r.path.startswith(rel + "/")] for rel in shared},
         )
         manifest_text = manifest.dumps()

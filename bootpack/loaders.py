@@ -6,18 +6,26 @@ Secure Boot on; and Debian's iPXE (`ipxe`, not signed) for the ipxe chain. arm64
 and GRUB from Debian's arm64 packages. On an arm64 machine they are installed where Debian puts
 them; on an x86-64 one they cannot be installed next to the amd64 ones, so scripts/install
 unpacks them (`apt-get download`, `dpkg -x`) under ARM64_ROOT.
+
+A Debian image of the spec that has the signed packages installed itself carries its own copy:
+the UEFI chain of its architecture then takes all its files from the image's root tree (the
+first such image by name), so the loaders match the image's own Debian release. bundle.json
+records where each loader came from (`LoaderSource`).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .bundle import layout
 from .bundle.layout import SYSLINUX_FILES
+from .bundle.manifest import LoaderSource
 from .errors import BootpackError
-from .spec.model import Chain
+from .spec.model import Architecture, Chain
 
 # Where Debian puts them, and which package ships each folder: pxelinux.0 in the first, the
 # BIOS .c32 modules in the second.
@@ -141,15 +149,90 @@ def find_uefi_arm64_files() -> dict[str, Path]:
         "\"uefi-arm64\" from loaders.chains")
 
 
-def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None) -> dict[str, Path]:
-    """Name in the TFTP root -> source file, for every chain the bundle carries."""
-    found: dict[str, Path] = {}
-    if "bios" in chains:
-        found.update(find_syslinux_files(syslinux_dir))
-    if "uefi" in chains:
-        found.update(find_uefi_files())
-    if "ipxe" in chains:
-        found.update(find_ipxe_files())
-    if "uefi-arm64" in chains:
-        found.update(find_uefi_arm64_files())
+@dataclass(frozen=True)
+class ImageRoot:
+    """A built spec image's root tree, which may carry Debian's signed loaders itself."""
+
+    name: str  # the spec's image name
+    architecture: Architecture
+    root: Path
+
+
+@dataclass(frozen=True)
+class Loader:
+    path: Path  # the file to copy into the TFTP root
+    source: LoaderSource  # what bundle.json says about it
+
+
+# The chains an image can carry the loaders of: chain -> (its architecture, name in the TFTP root
+# -> (path in a Debian root, package)). Every file of the chain must be in the image (one root:
+# one GRUB build with its own modules); Debian's signed shim depends on the MOK manager's
+# package and signed GRUB on the -bin one with http.mod, so an image with both has them all.
+IMAGE_CHAINS: dict[Chain, tuple[Architecture, dict[str, tuple[Path, str]]]] = {
+    "uefi": ("x86_64", {name: (path.relative_to("/"), package)
+                        for name, (path, package) in UEFI_FILES.items()}),
+    "uefi-arm64": ("arm64", UEFI_ARM64_FILES),
+}
+
+
+def _in_root(root: Path, rel: Path) -> Path | None:
+    """root/rel when it is a regular file inside root: an image's symlink (absolute, or out
+    through ..) must not pull a file of this machine into the bundle."""
+    path = root / rel
+    try:
+        resolved = path.resolve(strict=True)
+        if not stat.S_ISREG(os.lstat(resolved).st_mode):
+            return None
+    except OSError:
+        return None
+    return resolved if resolved.is_relative_to(root.resolve()) else None
+
+
+def _image_loaders(chain: Chain, images: Sequence[ImageRoot]) -> dict[str, Loader] | None:
+    architecture, files = IMAGE_CHAINS[chain]
+    for image in sorted(images, key=lambda i: i.name):
+        if image.architecture != architecture:
+            continue
+        found = {name: _in_root(image.root, rel) for name, (rel, _) in files.items()}
+        if all(found.values()):
+            return {name: Loader(path, LoaderSource(package=files[name][1],
+                                                    path=f"/{files[name][0]}", image=image.name))
+                    for name, path in found.items() if path is not None}
+    return None
+
+
+def _system_loaders(chain: Chain, syslinux_dir: Path | None) -> dict[str, Loader]:
+    """The chain's files from this machine (installed packages, or scripts/install's unpacked
+    arm64 ones); the source names the Debian path, wherever the root they were found in."""
+    if chain == "bios":
+        packages = dict(DEBIAN_DIRS)  # not there: a --syslinux-dir folder, named by file only
+        return {name: Loader(path, LoaderSource(package=packages.get(path.parent),
+                                                path=str(path) if path.parent in packages
+                                                else path.name))
+                for name, path in find_syslinux_files(syslinux_dir).items()}
+    if chain == "uefi-arm64":
+        return {name: Loader(path, LoaderSource(package=UEFI_ARM64_FILES[name][1],
+                                                path=f"/{UEFI_ARM64_FILES[name][0]}"))
+                for name, path in find_uefi_arm64_files().items()}
+    table, finder = (UEFI_FILES, find_uefi_files) if chain == "uefi" else (IPXE_FILES,
+                                                                           find_ipxe_files)
+    return {name: Loader(path, LoaderSource(package=table[name][1], path=str(path)))
+            for name, path in finder().items()}
+
+
+def find_loaders(chains: Sequence[Chain], syslinux_dir: Path | None = None,
+                 images: Sequence[ImageRoot] = ()) -> dict[str, Loader]:
+    """Name in the TFTP root -> loader, for every chain the bundle carries: a UEFI chain's from
+    an image of its architecture that carries them all, else from this machine."""
+    found: dict[str, Loader] = {}
+    for chain in ("bios", "uefi", "ipxe", "uefi-arm64"):
+        if chain in chains:
+            from_image = _image_loaders(chain, images) if chain in IMAGE_CHAINS else None
+            found.update(from_image or _system_loaders(chain, syslinux_dir))
     return found
+
+
+def find_loader_files(chains: Sequence[Chain], syslinux_dir: Path | None = None,
+                      images: Sequence[ImageRoot] = ()) -> dict[str, Path]:
+    """Name in the TFTP root -> source file, for every chain the bundle carries."""
+    return {name: loader.path for name, loader in find_loaders(chains, syslinux_dir, images).items()}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..bundle import layout
+from ..spec.model import Architecture
 
 DhcpMessage = Literal["discover", "offer", "request", "ack", "nak", "decline", "release", "inform",
                       "pxe"]
@@ -127,6 +128,26 @@ def file_kind(path: str) -> FileKind:
     if ("/" not in path and name.endswith(LOADER_SUFFIXES)) or name in layout.SYSLINUX_FILES:
         return "loader"
     return "other"
+
+
+# Files only one architecture's loaders ask for: the arm64 chain's shim, MOK manager and GRUB,
+# and its GRUB's module folder (it asks for arm64-efi/command.lst first); every other loader,
+# module and per-loader config folder is x86-64's. grub/grub.cfg is shared, so it tells nothing.
+_ARM64_FILES = (layout.UEFI_ARM64_BOOTFILE, layout.UEFI_ARM64_GRUB, layout.UEFI_ARM64_MOK_MANAGER)
+_X86_64_FILES = (*layout.SYSLINUX_FILES, layout.UEFI_BOOTFILE, layout.UEFI_GRUB,
+                 layout.UEFI_MOK_MANAGER, layout.IPXE_BOOTFILE)
+_X86_64_DIRS = (f"{layout.PXE_CONFIG_DIR}/", f"{layout.IPXE_DIR}/",
+                layout.GRUB_HTTP_MODULE.rsplit("/", 1)[0] + "/")
+
+
+def architecture_of(path: str) -> Architecture | None:
+    """The architecture of a client that asks for this boot file, when only one asks for it."""
+    path = path.lstrip("/")
+    if path in _ARM64_FILES or path.startswith(f"{layout.GRUB_ARM64_DIR}/"):
+        return "arm64"
+    if path in _X86_64_FILES or path.startswith(_X86_64_DIRS):
+        return "x86_64"
+    return None
 
 
 def image_of(path: str) -> str | None:

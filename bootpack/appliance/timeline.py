@@ -33,7 +33,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ..spec.model import Spec
+from ..spec.model import Architecture, Host, Spec
 from .bootlog import (
     BootEvent,
     DhcpEvent,
@@ -41,6 +41,7 @@ from .bootlog import (
     FileKind,
     NfsMount,
     TftpError,
+    architecture_of,
     config_mac,
     image_of,
 )
@@ -77,6 +78,7 @@ class BootView(BaseModel):
     since: float  # when the stage was reached
     entry: str | None
     config: str | None  # "per-host" or "default"
+    architecture: str | None = None  # the client's, from the loader files it asked for
     error: str | None = None  # the last failure (a file not found, an HTTP error)
     duration: float | None = None  # start to `up`
     reported_uptime: float | None = None  # the system's own boot time, from its report
@@ -120,6 +122,7 @@ class _Boot:
     started: float
     entry: str | None = None
     entry_sure: bool = False
+    architecture: Architecture | None = None  # the client's, once a boot file has told
     config: str | None = None
     stage: Stage = "dhcp-discover"
     since: float = 0.0
@@ -241,14 +244,21 @@ class Timeline:
         host = self.names.get(mac)
         if host is None:
             return None
-        return host.entry or self._default_entry()
+        return self._entry(host, None)
 
     # -- internals ------------------------------------------------------------------------------
     def _entry_names(self) -> set[str]:
         return {e.name for e in self.spec.entries}
 
-    def _default_entry(self) -> str:
-        return self.spec.menu.default or self.spec.entries[0].name
+    def _entry(self, known: Host | None, architecture: Architecture | None) -> str:
+        """What a client boots unless someone picks from the menu, by the renderers' rules: a
+        known host its host file's entry (Spec.host_entry), any other client its architecture's
+        menu default (Spec.architecture_default); menu.default while the architecture is not
+        known yet."""
+        if known is not None:
+            return self.spec.host_entry(known).name
+        fits = self.spec.architecture_default(architecture) if architecture is not None else None
+        return (fits or self.spec.default_entry).name
 
     def _host(self, mac: str) -> _Host | None:
         host = self.hosts.get(mac)
@@ -262,8 +272,7 @@ class Timeline:
         known = self.names.get(host.mac)
         # A known host boots its entry; any other client gets the menu, whose default boots on
         # timeout (the kernel fetched or the system's report corrects a choice made by hand).
-        boot = _Boot(started=now, since=now,
-                     entry=(known.entry if known else None) or self._default_entry())
+        boot = _Boot(started=now, since=now, entry=self._entry(known, None))
         host.boots.append(boot)
         return boot
 
@@ -365,6 +374,12 @@ class Timeline:
             self.listener.boot_started(boot.entry or UNKNOWN_ENTRY)
         elif event.kind == "loader" and RANK[boot.stage] >= RANK["kernel"]:
             boot = self._reboot(host, boot, now)
+        architecture = architecture_of(event.path)  # asked for, even if missing (GRUB's *.lst)
+        if architecture is not None and boot.architecture is None:
+            # e.g. an arm64 loader: the arm64 menu, whose default may not be menu.default
+            boot.architecture = architecture
+            if not boot.entry_sure:
+                boot.entry = self._entry(self.names.get(mac), architecture)
         stage = FILE_STAGES[event.kind]
         if not ok:
             if event.kind != "config":
@@ -443,7 +458,8 @@ class Timeline:
 
     def _boot_view(self, boot: _Boot) -> BootView:
         return BootView(started=boot.started, state=boot.state(), stage=boot.stage, since=boot.since,
-                        entry=boot.entry, config=boot.config, error=boot.error,
+                        entry=boot.entry, config=boot.config, architecture=boot.architecture,
+                        error=boot.error,
                         duration=boot.duration, reported_uptime=boot.reported_uptime,
                         stages={str(k): v for k, v in boot.reached.items()},
                         events=list(boot.events))

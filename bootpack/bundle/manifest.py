@@ -59,6 +59,17 @@ class ImageProvenance(BaseModel):
     steps: dict[str, str]
 
 
+class LoaderSource(BaseModel):
+    """Where a boot loader file of the bundle came from (not where on the build machine: the
+    same on every machine, so two builds stay byte-identical)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    package: str | None  # the Debian package that ships it; None: a --syslinux-dir folder
+    path: str  # its path in that package (a --syslinux-dir folder: its file name)
+    image: str | None = None  # the spec image whose root tree carried it; None: this machine's
+
+
 class BundleManifest(BaseModel):
     """bundle.json. Field order is the file's key order: the bytes must not change."""
 
@@ -73,6 +84,7 @@ class BundleManifest(BaseModel):
     spec_digest: str
     bootpack_version: str
     images: dict[str, ImageProvenance] | None = None  # container-built images only
+    loaders: dict[str, LoaderSource] | None = None  # name in the TFTP root -> where it came from
     files: tuple[Entry, ...]
 
     @property
@@ -86,8 +98,9 @@ class BundleManifest(BaseModel):
         """bundle.json's text: json.dumps(model_dump(), indent=2), with the rows written
         directly (json's indenting encoder is pure Python: 0.3 s for 15,000 rows)."""
         data = self.model_dump(mode="json", exclude={"files"})
-        if self.images is None:
-            del data["images"]
+        for key in ("images", "loaders"):
+            if data[key] is None:
+                del data[key]
         data["files"] = []  # the last key: its "[]" is replaced by the rows
         text = json.dumps(data, indent=2, sort_keys=False)
         if self.files:
@@ -173,13 +186,15 @@ def bundle_digest(name: str, version: str, files: tuple[Entry, ...] | list[Entry
 def make_manifest(root: Path, *, name: str, version: str, description: str, spec_digest: str,
                   bootpack_version: str,
                   images: Mapping[str, ImageProvenance] | None = None,
+                  loaders: Mapping[str, LoaderSource] | None = None,
                   known: Mapping[str, FileEntry] | None = None,
                   trees: Mapping[str, Sequence[Entry]] | None = None) -> BundleManifest:
     files = tuple(list_files(root, known, trees))
     return BundleManifest.model_validate({
         "format": FORMAT, "name": name, "version": version, "description": description,
         "digest": bundle_digest(name, version, files), "spec_digest": spec_digest,
-        "bootpack_version": bootpack_version, "images": images, "files": files,
+        "bootpack_version": bootpack_version, "images": images,
+        "loaders": dict(sorted(loaders.items())) if loaders else None, "files": files,
     })
 
 

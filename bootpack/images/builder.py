@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,11 @@ import docker
 
 from ..bundle.manifest import ImageProvenance
 from ..errors import BootpackError
+from ..external import need, run_fed
 from ..files import PREFIX
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
-from ..spec.model import Architecture, Spec
+from ..spec.model import Architecture, Spec, build_host_architecture
 from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
@@ -69,6 +71,7 @@ class BuiltImage:
     squashfs: Path | None = None  # live root
     ramdisk: Path | None = None  # ramdisk root (the initramfs the kernel boots)
     tree: Path | None = None  # nfs root tree
+    root: Path | None = None  # the image's root tree, whatever the modes (loaders it carries)
     source: str = ""  # container image id the root tree was made from
     kernel_version: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
@@ -86,7 +89,10 @@ def container_images(spec: Spec) -> list[str]:
 
 
 def netboot_options(family: families.Family, user_packages: Iterable[str],
-                    modes: set[str], drivers: Iterable[str] = ()) -> NetbootOptions:
+                    modes: set[str], drivers: Iterable[str] = (),
+                    foreign: bool = False) -> NetbootOptions:
+    """What the netboot container does; `foreign`: the image is for another CPU than this
+    machine's (its initrd is compressed on the host)."""
     needs: set[str] = set()
     if modes & {"live", "nfs"}:
         needs.add(families.DRACUT)
@@ -101,7 +107,7 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
         if mode in modes:
             add += [m for m in DRACUT_MODULES[mode] if m not in add]
     return NetbootOptions(packages=tuple(packages), dracut_add=tuple(add), nics=NIC_DRIVERS,
-                          drivers=tuple(dict.fromkeys(drivers)))
+                          drivers=tuple(dict.fromkeys(drivers)), compress_on_host=foreign)
 
 
 def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
@@ -120,7 +126,20 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
         raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
-    if initrd is not None:
+    if initrd is not None and options.compress_on_host:
+        command = shlex.split(options.compress)
+
+        def chunks(path: Path = initrd) -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        # fed on stdin as dracut feeds it: with the size unknown zstd picks the same parameters,
+        # so the bytes are dracut's own (but for its record of its command line in the cpio)
+        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o", out / "initrd.img"],
+                chunks(), progress=progress, what="compressing the initrd (zstd, on this machine)")
+        initrd.unlink()
+    elif initrd is not None:
         os.replace(initrd, out / "initrd.img")
     shutil.rmtree(tree / WORK)
     clean_tree(tree)
@@ -161,7 +180,8 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
             tag=_tag(spec.bundle.name, name), architecture=image.architecture,
             progress=progress)
     family = families.detect_family(_os_release(cache, client, image_id), where)
-    options = netboot_options(family, image.packages, modes, image.drivers)
+    options = netboot_options(family, image.packages, modes, image.drivers,
+                              foreign=image.architecture != build_host_architecture())
     overlay = loaded.resolve(image.overlay) if image.overlay else None
     inputs: dict[str, Any] = {
         "format": ROOTFS_FORMAT, "image": image_id, "family": family.name, "options": asdict(options),
@@ -178,7 +198,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     built.kernel_version = (rootfs / "kver").read_text().strip()
     if (rootfs / "initrd.img").is_file():
         built.initrd = rootfs / "initrd.img"
-    tree = rootfs / "tree"
+    tree = built.root = rootfs / "tree"
     init = (rootfs / "init").read_text().strip() or None
     if modes & {"live", "nfs", "ramdisk"} and init is None:
         raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to its "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -177,9 +178,16 @@ def test_unknown_arm64_vm_boots_the_arm64_default(tmp_path: Path, tap: str, appl
     entry from the arm64 menu instead."""
     if not arm64_available():
         pytest.fail("qemu-system-arm and qemu-efi-aarch64 are needed (scripts/install --test)")
-    boot = _boot(tmp_path, tap, "52:54:00:a7:01:11", f"{MARKER} done", "arm64 UEFI (unknown, menu)",
+    mac = "52:54:00:a7:01:11"
+    boot = _boot(tmp_path, tap, mac, f"{MARKER} done", "arm64 UEFI (unknown, menu)",
                  firmware="arm64")
     assert _arm64_words(boot.log)[1:] == ["console=ttyAMA0", "bootpack.entry=arm"]
+    # and `bootpack status` shows the entry it booted, by the same rule, not menu.default
+    code, out = docker.from_env().containers.get(f"bp-appl-{SLOT}-boot").exec_run(
+        ["bootpack", "status", "--json"])
+    assert code == 0, out
+    host = next(h for h in json.loads(out)["hosts"] if h["mac"] == mac)
+    assert (host["entry"], host["boots"][-1]["architecture"]) == ("arm", "arm64"), host
 
 
 PROXY_TAP = f"bptap-a{SLOT}x"

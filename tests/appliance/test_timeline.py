@@ -365,3 +365,43 @@ def test_status_watch_keeps_polling_an_appliance_that_stops_answering() -> None:
         if watch.poll() is None:
             watch.kill()
     assert watch.returncode == 0 and b"Traceback" not in err, err.decode()
+
+
+def test_an_unknown_arm64_client_shows_the_arm64_menus_default() -> None:
+    """menu.default is x86-64's: an unknown arm64 machine boots the first arm64 entry (the arm64
+    menu's default, Spec.architecture_default), and status says so from its first loader on,
+    before any kernel tells; an x86-64 client keeps menu.default, a known arm64 host without an
+    entry gets its host file's (Spec.host_entry)."""
+    data = {
+        "schema": 1, "bundle": {"name": "t", "version": "1.0.0"},
+        "server": {"address": "10.0.0.2"},
+        "dhcp": {"mode": "server", "subnet": "10.0.0.0/24", "range": ["10.0.0.100", "10.0.0.150"]},
+        "menu": {"default": "ram"},
+        "images": {"marker": {"kernel": "vmlinuz", "initrd": "initrd.img"},
+                   "karm": {"kernel": "Image", "initrd": "initrd.img", "architecture": "arm64"}},
+        "entries": [{"name": "ram", "image": "marker"}, {"name": "arm-a", "image": "karm"},
+                    {"name": "arm-b", "image": "karm", "cmdline": "b"}],
+        "hosts": [{"name": "armnode", "mac": KNOWN, "architecture": "arm64"}],
+    }
+    s = parse_spec(data)
+    arm_default = s.architecture_default("arm64")
+    assert arm_default is not None and arm_default.name == "arm-a" != s.menu.default
+    clock = Clock()
+    timeline = Timeline(s, own_address="10.0.0.2", file_size=lambda path: 100, clock=clock)
+    uefi_arm64 = ("bootaa64.efi", "grubaa64.efi", "grub/grub.cfg",
+                  f"grub/hosts/{STRANGER}.cfg", "grub/arm64-efi/menu.cfg")
+    for mac, ip, files in ((STRANGER, "10.0.0.101", uefi_arm64),
+                           ("52:54:00:ee:ee:01", "10.0.0.102", ("bootx64.efi", "grubx64.efi",
+                                                                "grub/grub.cfg")),
+                           (KNOWN, "10.0.0.103", uefi_arm64[:3])):
+        timeline.feed(DhcpEvent(message="discover", mac=mac))
+        timeline.feed(DhcpEvent(message="ack", mac=mac, ip=ip))
+        for path in files:
+            timeline.feed(tftp(ip, path))
+            clock.now += 0.3
+    entries = {h.mac: (h.entry, h.stage) for h in timeline.view()}
+    assert entries == {STRANGER: ("arm-a", "config"), "52:54:00:ee:ee:01": ("ram", "config"),
+                       KNOWN: (s.host_entry(s.hosts[0]).name, "config")}
+    assert entries[KNOWN][0] == "arm-a"
+    assert {h.mac: h.boots[-1].architecture for h in timeline.view()} == \
+        {STRANGER: "arm64", "52:54:00:ee:ee:01": "x86_64", KNOWN: "arm64"}

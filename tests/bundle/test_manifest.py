@@ -28,7 +28,15 @@ def test_round_trip_gives_identical_bytes(built: Path) -> None:
     raw = (built / "bundle.json").read_bytes()
     manifest = BundleManifest.loads(raw, "bundle.json")
     assert manifest.dumps().encode() == raw
-    assert list(json.loads(raw)) == [*KEYS, "files"]  # no images key without built images
+    # no images key without built images; where each loader came from (this machine's Debian)
+    assert list(json.loads(raw)) == [*KEYS, "loaders", "files"]
+    loaders = json.loads(raw)["loaders"]
+    assert loaders["pxelinux.0"] == {"package": "pxelinux", "path": "/usr/lib/PXELINUX/lpxelinux.0",
+                                     "image": None}
+    assert loaders["bootx64.efi"] == {"package": "shim-signed", "image": None,
+                                      "path": "/usr/lib/shim/shimx64.efi.signed"}
+    assert {"pxelinux.0", "menu.c32", "grubx64.efi", "grub/x86_64-efi/http.mod"} <= set(loaders)
+    assert {f"tftpboot/{name}" for name in loaders} <= {r.path for r in manifest.files}
     assert manifest.computed_digest() == manifest.digest
     bundle = Bundle.open(built)
     assert bundle.manifest == manifest and bundle.directory == built.absolute()

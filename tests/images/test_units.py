@@ -131,6 +131,10 @@ def test_netboot_options_follow_the_root_modes() -> None:
     assert "--no-hostonly" in script and "--omit 'systemd-networkd crypt" in script
     assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
     assert "dracut" not in netboot_script(debian, only_ram).split("fi\n")[-1]
+    assert "--compress 'zstd -19 -q -T0'" in script and "--no-compress" not in script
+    # an image of another CPU: dracut (emulated) leaves compression to this machine's zstd
+    foreign = netboot_script(debian, netboot_options(debian, [], {"live"}, foreign=True))
+    assert "--no-compress" in foreign and "--compress" not in foreign.replace("--no-compress", "")
 
 
 def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bootpack.cli import main
 from bootpack.errors import BootpackError
 from bootpack.spec import load_spec, parse_spec
 from bootpack.spec.files import kernel_problem
@@ -149,3 +150,27 @@ def test_load_refuses_a_kernel_of_the_wrong_architecture(tmp_path: Path) -> None
             "architecture is 'arm64'") in str(info.value)
     data = mixed_data()
     load_spec(write_spec(tmp_path, data))  # the right kernels pass
+
+
+def test_validate_refuses_wrong_architecture_pairs_and_kernels_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As a user meets them: `bootpack validate` names the culprit and the fix, exit 2, no
+    traceback; the mixed rack itself validates."""
+    assert main(["validate", str(write_spec(tmp_path / "ok", mixed_data()))]) == 0
+    data = mixed_data()
+    data["hosts"].append({"name": "odd", "mac": "52:54:00:aa:bb:ee", "entry": "arm", "chain": "uefi"})
+    data["hosts"].append({"name": "odd2", "mac": "52:54:00:aa:bb:ef", "entry": "live",
+                          "architecture": "arm64"})
+    capsys.readouterr()
+    assert main(["validate", str(write_spec(tmp_path / "pair", data))]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("bootpack: error: ")
+    assert "hosts[2] (odd): its chain 'uefi' is x86_64 but its entry 'arm' (images.karm) is arm64" in err
+    assert "hosts[3] (odd2): hosts[3].architecture is arm64 but its entry 'live'" in err  # both at once
+    data = mixed_data()
+    data["images"]["kdev"]["kernel"] = "artifacts/Image"  # an arm64 Image for the x86-64 image
+    assert main(["validate", str(write_spec(tmp_path / "kernel", data))]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert ("images.kdev.kernel: 'artifacts/Image' is an arm64 kernel, but the image's "
+            "architecture is 'x86_64'") in err
