@@ -456,8 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         images = out / "tftpboot" / "images" / "debian"
         sizes = {
-            "initrd": f"bootpack live {mb(images / 'initrd-live.img'):.1f} MB (zstd; the NFS "
-                      f"entry's {mb(images / 'initrd-nfs.img'):.1f} MB), seed-style "
+            "initrd": f"bootpack {mb(images / 'initrd.img'):.1f} MB (zstd), seed-style "
                       f"{mb(seed / 'initramfs.img'):.1f} MB (gzip)" if "live" in entries else "",
             "live": f"squashfs bootpack {mb(images / 'squashfs.img'):.0f} MB, seed-style "
                     f"{mb(seed / 'squashfs.img'):.0f} MB" if "live" in entries else "",
@@ -482,8 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                                    entry, served[variant], logs, args.timeout)
                         runs.append(run)
                         print(f"[{n + 1}/{args.repeat}] {run.summary()}", flush=True)
-        live_initrd = images / "initrd-live.img"  # the initrd the example's live entry boots
-        result = figures(runs, mb(live_initrd) if "live" in entries else 0.0, sizes)
+        result = figures(runs, mb(images / "initrd.img") if "live" in entries else 0.0, sizes)
         for f in result:
             print(f"{f.measure}: {f.value} {f.unit} (goal {f.goal}, met {f.met}); {f.detail}")
         if not args.no_write and set(variants) == {"seed", "bootpack"}:

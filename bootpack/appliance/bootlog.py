@@ -120,7 +120,7 @@ def file_kind(path: str) -> FileKind:
     if path.startswith("images/"):
         if name == "vmlinuz":
             return "kernel"
-        if name == "ramdisk.img" or (name.startswith("initrd") and name.endswith(".img")):
+        if name in ("initrd.img", "ramdisk.img"):
             return "initrd"
         if name == "squashfs.img":
             return "root"

@@ -15,7 +15,7 @@ from bootpack.errors import BootpackError
 from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
 from bootpack.images.cache import Cache
-from bootpack.images.netboot import NO_DRIVER, Initrd, netboot_script
+from bootpack.images.netboot import NO_DRIVER, netboot_script
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
 from bootpack.spec.site import Site
@@ -96,10 +96,9 @@ def test_pxelinux_for_container_images() -> None:
     spec = parse_spec(spec_data({"dockerfile": "Dockerfile"}, "live", "nfs", "ramdisk"))
     text = default_config(spec, Site.from_spec(spec))
     live, nfs, rd = text.split("\nLABEL ")[1:]
-    # one dracut initrd per root mode: the live one has no NFS client, the NFS one no curl
-    assert "INITRD http://10.0.2.2:8080/images/os/initrd-live.img" in live
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in live
     assert "root=live:http://10.0.2.2:8080/images/os/squashfs.img" in live
-    assert "INITRD http://10.0.2.2:8080/images/os/initrd-nfs.img" in nfs
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in nfs
     assert "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
     assert "INITRD http://10.0.2.2:8080/images/os/ramdisk.img" in rd and "root=" not in rd
 
@@ -121,29 +120,17 @@ def test_netboot_options_follow_the_root_modes() -> None:
     assert {"dracut", "dracut-network", "dracut-live", "curl", "dbus", "isc-dhcp-client",
             "iputils-arping", "procps"} <= set(live.packages)
     assert "nfs-common" not in live.packages
-    assert live.initrds == (Initrd("live", ("livenet", "dmsquash-live", "network-legacy"), ("nfs",)),)
+    assert live.dracut_add == ("livenet", "dmsquash-live", "network-legacy")
     nfs = netboot_options(debian, [], {"nfs"})
-    assert "nfs-common" in nfs.packages
-    assert nfs.initrds == (Initrd("nfs", ("nfs", "network-legacy"), ("livenet", "dmsquash-live")),)
+    assert "nfs-common" in nfs.packages and nfs.dracut_add == ("nfs", "network-legacy")
     # /etc/protocols etc. for mount.nfs in the initrd: NFSv3 needs them to reach rpcbind/mountd.
     assert "netbase" in nfs.packages
     only_ram = netboot_options(debian, [], {"ramdisk"})
-    assert only_ram.packages == () and only_ram.initrds == ()
+    assert only_ram.packages == () and only_ram.dracut_add == ()
     script = netboot_script(debian, live)
-    assert "--no-hostonly" in script
-    # dracut's shell /init, not systemd, in the initrd (half the initrd's time under TCG)
-    assert "--omit 'systemd-networkd systemd systemd-initrd dracut-systemd crypt" in script
+    assert "--no-hostonly" in script and "--omit 'systemd-networkd crypt" in script
     assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
     assert "dracut" not in netboot_script(debian, only_ram).split("fi\n")[-1]
-    # an image with live and nfs entries gets two initrds from one container run, each without
-    # the other's modules (dracut --no-hostonly would take nfs wherever nfs-common is installed)
-    both = netboot_script(debian, netboot_options(debian, [], {"live", "nfs", "ramdisk"}))
-    runs = [line for line in both.splitlines() if line.startswith("dracut ")]
-    assert len(runs) == 2
-    assert "--add 'livenet dmsquash-live network-legacy'" in runs[0] and " nfs'" in runs[0]
-    assert runs[0].endswith("/.bootpack/initrd-live.img")
-    assert "--add 'nfs network-legacy'" in runs[1] and "qemu livenet dmsquash-live'" in runs[1]
-    assert runs[1].endswith("/.bootpack/initrd-nfs.img")
 
 
 def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:
