@@ -13,7 +13,9 @@ seed-style tree from the very same root tree, the way the seed documents do it b
   - a gzip squashfs (mksquashfs defaults) fetched by livenet over HTTP;
   - the RAM-disk root as a gzip newc cpio of the tree (`find | cpio -H newc | gzip`);
   - kernel and initrds over TFTP.
-bootpack's bundle boots as its known hosts (per-host files, no menu either).
+bootpack's bundle boots as its known hosts (per-host files, no menu either), from the boot file
+its own DHCP configs hand a BIOS client whose PXE ROM is iPXE, as QEMU's is (user class "iPXE"):
+plain pxelinux.0, as pxelinux-ipxe.0 (render.dhcp.bios_boot_file).
 
 Both trees are served the same way: QEMU's user-mode network (its DHCP and TFTP server; never
 the host's network) and an HTTP server in this process bound to 127.0.0.1, which the VM reaches
@@ -21,7 +23,7 @@ as 10.0.2.2. Each pair of boots being compared runs back to back, never in paral
 from a packet capture of the VM's NIC (QEMU filter-dump: DHCP, TFTP requests and transfers),
 the HTTP server's own log (request start and end) and timestamped serial lines:
 
-  firmware        power-on -> the NBP (pxelinux.0) is requested: SeaBIOS, iPXE ROM, DHCP
+  firmware        power-on -> the NBP (pxelinux*.0) is requested: SeaBIOS, iPXE ROM, DHCP
   loader          NBP requested -> kernel requested: ldlinux.c32, config files
   transfer        kernel requested -> initrd fully received
   to root fetch   initrd received -> squashfs requested (kernel start, initrd, udev, DHCP)
@@ -58,6 +60,7 @@ from typing import Any
 import tomli_w
 
 from benchmarks.report import Figure, write
+from bootpack.render.dhcp import bios_boot_file
 from tests.support.vm import QEMU
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,14 +202,14 @@ class Run:
         return f"{self.variant:>8} {self.entry:<8} {total} ({phases})"
 
 
-def boot(root: Path, mac: str, variant: str, entry: str, requests: list[Request], logs: Path,
-         timeout: float) -> Run:
+def boot(root: Path, bootfile: str, mac: str, variant: str, entry: str, requests: list[Request],
+         logs: Path, timeout: float) -> Run:
     """PXE-boot a VM from root over QEMU's user network until the marker; phases from the logs."""
     tag = f"{variant}-{entry}-{int(time.time())}"
     pcap = logs / f"{tag}.pcap"
     command = [QEMU, "-accel", "tcg", "-m", str(MEMORY_MB), "-display", "none", "-nodefaults",
                "-serial", "stdio", "-boot", "n", "-no-reboot",
-               "-netdev", f"user,id=n0,tftp={root},bootfile=pxelinux.0",
+               "-netdev", f"user,id=n0,tftp={root},bootfile={bootfile}",
                "-object", f"filter-dump,id=f0,netdev=n0,file={pcap}",
                "-device", f"virtio-net-pci,netdev=n0,mac={mac}"]
     del requests[:]
@@ -250,7 +253,7 @@ def phases(run: Run, packets: list[Packet], requests: list[Request]) -> dict[str
     """Seconds per phase (see the module docstring) from the capture and the HTTP log."""
     tftp = tftp_transfers(packets)
     out: dict[str, float] = {}
-    nbp = next((t.start for t in tftp if t.name.endswith("pxelinux.0")), None)
+    nbp = next((t.start for t in tftp if t.name.endswith(".0")), None)  # pxelinux*.0
     files: list[Transfer] = [*tftp, *(Transfer(r.path, r.start, r.end) for r in requests)]
     kernel = next((t for t in sorted(files, key=lambda t: t.start) if "vmlinuz" in t.name), None)
     initrd = [t for t in files if t.name.endswith((".img", ".gz")) and "squashfs" not in t.name]
@@ -464,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
             if text:
                 print(text, flush=True)
         roots = {"seed": seed, "bootpack": out / "tftpboot"}
+        # What each tree's DHCP hands QEMU's PXE ROM, which is iPXE (user class "iPXE"): the
+        # seed's one pxelinux.0; for the bundle, what its own DHCP configs answer such a client.
+        bootfiles = {"seed": "pxelinux.0", "bootpack": bios_boot_file(ipxe_rom=True)}
         runs: list[Run] = []
         with http_server(seed, ports["seed"]) as seed_log, \
                 http_server(out / "tftpboot", ports["bootpack"]) as bundle_log:
@@ -471,8 +477,8 @@ def main(argv: list[str] | None = None) -> int:
             for n in range(args.repeat):
                 for entry in entries:
                     for variant in variants:
-                        run = boot(roots[variant], MACS[entry], variant, entry, served[variant],
-                                   logs, args.timeout)
+                        run = boot(roots[variant], bootfiles[variant], MACS[entry], variant,
+                                   entry, served[variant], logs, args.timeout)
                         runs.append(run)
                         print(f"[{n + 1}/{args.repeat}] {run.summary()}", flush=True)
         result = figures(runs, mb(images / "initrd.img") if "live" in entries else 0.0, sizes)

@@ -36,8 +36,9 @@ DEBIAN_DIRS = (
 ENV = "BOOTPACK_SYSLINUX_DIR"
 # The bundle's pxelinux.0 is Debian's lpxelinux.0: the same loader with its own TCP/IP stack, so
 # it fetches kernels and initrds over HTTP on any PXE ROM (plain pxelinux.0 only under iPXE).
-# Kept under the name every DHCP config and PXE ROM already asks for.
-SOURCE_NAMES = {layout.BOOTFILE: "lpxelinux.0"}
+# Kept under the name every DHCP config and PXE ROM already asks for. Plain pxelinux.0 goes to
+# clients whose ROM is iPXE (layout.IPXE_BIOS_BOOTFILE), whose own HTTP is faster.
+SOURCE_NAMES = {layout.BOOTFILE: "lpxelinux.0", layout.IPXE_BIOS_BOOTFILE: "pxelinux.0"}
 
 # Name in the TFTP root -> (Debian's file, its package), for the UEFI chain.
 UEFI_FILES: dict[str, tuple[Path, str]] = {
@@ -95,7 +96,7 @@ def find_syslinux_files(override: Path | None = None) -> dict[str, Path]:
                                     f"${ENV}); point it at a folder with {', '.join(wanted)}")
             found[name] = candidate
             continue
-        folder, package = DEBIAN_DIRS[0] if name == layout.BOOTFILE else DEBIAN_DIRS[-1]
+        folder, package = DEBIAN_DIRS[0] if name.endswith(".0") else DEBIAN_DIRS[-1]
         if (folder / source).is_file():
             found[name] = folder / source
         else:

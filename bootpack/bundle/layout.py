@@ -14,9 +14,14 @@ SPEC = "spec.json"  # the validated spec, so `bootpack serve` can re-render for 
 HOSTS_DIR = "hosts"
 PXE_CONFIG_DIR = "pxelinux.cfg"
 BOOTFILE = "pxelinux.0"
+# Debian's plain pxelinux.0, for BIOS clients whose PXE ROM is iPXE (DHCP user class "iPXE"): it
+# fetches http:// through iPXE's own HTTP, about 2x faster than lpxelinux.0's lwIP (field notes
+# T10), and reads the same pxelinux.cfg files.
+IPXE_BIOS_BOOTFILE = "pxelinux-ipxe.0"
 
 # Files Debian ships in `pxelinux` and `syslinux-common` that a BIOS PXE boot with menu.c32 needs.
-SYSLINUX_FILES = ("pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32")
+SYSLINUX_FILES = (BOOTFILE, IPXE_BIOS_BOOTFILE, "ldlinux.c32", "menu.c32", "libutil.c32",
+                  "libcom32.c32")
 
 
 def image_dir(image: str) -> str:

@@ -127,12 +127,15 @@ def test_missing_syslinux_names_the_package(tmp_path: Path, capsys: pytest.Captu
 def test_syslinux_dir_override(tmp_path: Path) -> None:
     folder = tmp_path / "syslinux"
     folder.mkdir()
-    for name in ("lpxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32", "libcom32.c32"):
+    for name in ("lpxelinux.0", "pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32",
+                 "libcom32.c32"):
         (folder / name).write_bytes(name.encode())
     assert build(write_spec(tmp_path / "in", LAB), tmp_path / "out", "--syslinux-dir", str(folder)) == 0
     assert (tmp_path / "out/tftpboot/menu.c32").read_bytes() == b"menu.c32"
     # the bundle's pxelinux.0 is lpxelinux.0 (HTTP-capable), under the name DHCP hands out
     assert (tmp_path / "out/tftpboot/pxelinux.0").read_bytes() == b"lpxelinux.0"
+    # and plain pxelinux.0 is what a BIOS client whose PXE ROM is iPXE gets (iPXE's own HTTP)
+    assert (tmp_path / "out/tftpboot/pxelinux-ipxe.0").read_bytes() == b"pxelinux.0"
 
 
 def test_bundle_is_readable_by_daemons(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_isc_has_pxe_boot_data_and_a_fixed_address_per_host() -> None:
 def test_isc_chooses_the_loader_by_option_93() -> None:
     text = render_isc(*lab())
     assert "option bootpack-arch code 93 = unsigned integer 16;" in text
-    assert ("  if (option bootpack-arch = 00:07 or option bootpack-arch = 00:09) {\n"
+    assert ("  } elsif (option bootpack-arch = 00:07 or option bootpack-arch = 00:09) {\n"
             '    filename "bootx64.efi";\n'
             "  } elsif option bootpack-arch = 00:10 {\n"
             '    option vendor-class-identifier "HTTPClient";\n'
@@ -52,14 +52,14 @@ def test_isc_chooses_the_loader_by_option_93() -> None:
     host = text[text.index("host node1"):]
     assert "filename" not in host and "next-server 10.0.2.2;" in host
     only_bios = render_isc(*lab(chains=("bios",)))
-    assert "bootx64.efi" not in only_bios and '  filename "pxelinux.0";\n' in only_bios
+    assert "bootx64.efi" not in only_bios and '    filename "pxelinux.0";\n' in only_bios
     assert "pxelinux.0" not in render_isc(*lab(chains=("uefi",)))
 
 
 def test_a_forced_host_gets_its_chain_whatever_its_architecture() -> None:
     text = render_isc(*lab(force="bios"))
     assert ('  if hardware = 01:52:54:00:00:00:02 {\n    filename "pxelinux.0";\n'
-            "  } elsif (option bootpack-arch = 00:07") in text
+            '  } elsif exists user-class and option user-class = "iPXE" and (not exists') in text
     dnsmasq = render_dnsmasq(*lab(force="uefi"))
     assert "dhcp-mac=set:bp-force-uefi,52:54:00:00:00:02\n" in dnsmasq
     assert "tag-if=set:bp-uefi,tag:bp-force-uefi\n" in dnsmasq
@@ -95,8 +95,8 @@ def test_kea_reservations_and_boot_fields() -> None:
     assert classes["bootpack-http"]["option-data"] == [{"name": "vendor-class-identifier",
                                                          "data": "HTTPClient"}]
     only_bios = json.loads(render_kea(*lab(chains=("bios",))))["Dhcp4"]
-    assert "client-classes" not in only_bios
-    assert only_bios["subnet4"][0]["boot-file-name"] == "pxelinux.0"
+    assert [c["name"] for c in only_bios["client-classes"]] == ["bootpack-bios-ipxe", "bootpack-bios"]
+    assert "boot-file-name" not in only_bios["subnet4"][0]  # the classes choose
     assert subnet["pools"] == [{"pool": "10.0.2.100 - 10.0.2.200"}]
     assert {"hw-address": "52:54:00:aa:bb:cc", "ip-address": "10.0.2.50",
             "hostname": "node1"} in subnet["reservations"]
@@ -109,8 +109,8 @@ def test_arm64_clients_get_the_arm64_shim_in_every_server() -> None:
     dnsmasq = render_dnsmasq(spec, site)
     assert "dhcp-match=set:bp-arch-arm64,option:client-arch,11\n" in dnsmasq
     assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in dnsmasq
-    assert ("tag-if=set:bp-bios,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,"
-            "tag:!bp-arm64\n") in dnsmasq
+    assert ("tag-if=set:bp-bios,tag:!bp-bios-ipxe,tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,"
+            "tag:!bp-http,tag:!bp-arm64\n") in dnsmasq
     proxy = render_dnsmasq(*lab("proxy", ("bios", "uefi", "uefi-arm64")))
     assert "dhcp-boot=tag:bp-arm64,bootaa64.efi,,10.0.2.2\n" in proxy
     classes = {c["name"]: c for c in json.loads(render_kea(spec, site))["Dhcp4"]["client-classes"]}
@@ -252,6 +252,39 @@ def test_ipxe_is_handed_its_script_never_itself() -> None:
     assert classes[0]["name"] == "bootpack-ipxe-script"
     assert classes[0]["test"].startswith("substring(option[77].hex,0,4) == 'iPXE' and ")
     assert all("not member('bootpack-ipxe-script')" in c["test"] for c in classes[1:])
+
+
+def test_a_bios_ipxe_rom_gets_plain_pxelinux_in_every_server() -> None:
+    """A BIOS client whose PXE ROM is iPXE (user class "iPXE", option 93 absent or 0) gets plain
+    pxelinux.0 (pxelinux-ipxe.0: iPXE's own HTTP, 2x lpxelinux's); every other BIOS client
+    lpxelinux.0 as pxelinux.0; a host forced to a chain keeps its chain's file."""
+    for chains in (("bios",), ("bios", "uefi"), IPXE):
+        isc = render_isc(*lab(chains=chains))
+        rule = ('if exists user-class and option user-class = "iPXE" and (not exists bootpack-arch '
+                'or option bootpack-arch = 00:00) {\n    filename "pxelinux-ipxe.0";\n')
+        assert rule in isc and isc.index(rule) < isc.rindex('filename "pxelinux.0"')
+        dnsmasq = render_dnsmasq(*lab(chains=chains))
+        assert "dhcp-userclass=set:bp-ipxe-client,iPXE\n" in dnsmasq
+        assert ("tag-if=set:bp-bios-ipxe,tag:bp-ipxe-client,tag:!bp-forced,tag:!bp-uefi,"
+                "tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,tag:!bp-arm64\n") in dnsmasq
+        # set before bp-bios, which excludes it: dnsmasq never offers both
+        assert dnsmasq.index("set:bp-bios-ipxe,") < dnsmasq.index("set:bp-bios,tag:!bp-bios-ipxe,")
+        assert "dhcp-boot=tag:bp-bios-ipxe,pxelinux-ipxe.0,,10.0.2.2\n" in dnsmasq
+        proxy = render_dnsmasq(*lab("proxy", chains=chains))
+        assert 'pxe-service=tag:bp-bios-ipxe,x86PC,"Lab",pxelinux-ipxe,10.0.2.2\n' in proxy
+        assert 'pxe-service=tag:bp-bios,x86PC,"Lab",pxelinux,10.0.2.2\n' in proxy
+        classes = {c["name"]: c for c in
+                   json.loads(render_kea(*lab(chains=chains)))["Dhcp4"]["client-classes"]}
+        bios_ipxe = classes["bootpack-bios-ipxe"]
+        assert bios_ipxe["boot-file-name"] == "pxelinux-ipxe.0"
+        assert bios_ipxe["test"].startswith(
+            "(substring(option[77].hex,0,4) == 'iPXE' and (not option[93].exists or "
+            "option[93].hex == 0x0000)") or chains == ("bios",)
+        assert "not member('bootpack-bios-ipxe')" in classes["bootpack-bios"]["test"]
+    forced = render_dnsmasq(*lab(force="bios"))
+    assert "tag-if=set:bp-bios-ipxe,tag:bp-ipxe-client,tag:!bp-forced," in forced
+    kea = {c["name"]: c for c in json.loads(render_kea(*lab(force="bios")))["Dhcp4"]["client-classes"]}
+    assert "not (pkt4.mac == 0x525400000002)" in kea["bootpack-bios-ipxe"]["test"]
 
 
 def test_uefi_pxe_gets_shim_in_server_mode_and_ipxe_in_proxy_mode() -> None:
