@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from bootpack.bundle import Bundle, BundleManifest
-from bootpack.bundle.manifest import FileEntry, ImageProvenance, LinkEntry, make_manifest
+from bootpack.bundle.manifest import FileEntry, ImageProvenance, LinkEntry, LoaderSource, make_manifest
 from bootpack.cli import main
 from bootpack.errors import BootpackError
 from tests.support.specs import LAB, write_spec
@@ -106,15 +106,20 @@ def test_open_errors(tmp_path: Path, built: Path) -> None:
     FileEntry(path="x", sha256="sha256:" + "1" * 64, size=0))])
 @pytest.mark.parametrize("images", [None, {"d": ImageProvenance(
     source_image="sha256:i", kernel_version="6.1", steps={"rootfs": "k"})}])
+@pytest.mark.parametrize("loaders", [None, {"tftpboot/bootaa64.efi": LoaderSource(
+    package="shim-signed", path="/usr/lib/shim/shimaa64.efi.signed", image="d")}])
 def test_dumps_writes_what_json_dumps_of_the_model_writes(
         files: tuple[FileEntry | LinkEntry, ...],
-        images: dict[str, ImageProvenance] | None) -> None:
+        images: dict[str, ImageProvenance] | None,
+        loaders: dict[str, LoaderSource] | None) -> None:
     # dumps formats the rows itself (speed); its bytes are those of the plain json.dumps.
     manifest = BundleManifest(format=1, name="n", version="1", description="d ü", digest="x",
-                              spec_digest="s", bootpack_version="0", images=images, files=files)
+                              spec_digest="s", bootpack_version="0", images=images,
+                              loaders=loaders, files=files)
     data = manifest.model_dump(mode="json")
-    if images is None:
-        del data["images"]
+    for key in ("images", "loaders"):  # optional keys are left out when empty
+        if data[key] is None:
+            del data[key]
     assert manifest.dumps() == json.dumps(data, indent=2) + "\n"
     assert BundleManifest.loads(manifest.dumps(), "x") == manifest
 
