@@ -553,7 +553,14 @@ def check_replaceable(output: Path, trees: bool = True) -> None:
     """Refuse to replace anything but nothing, an empty folder, or an untouched bundle (without
     its root trees when `trees` is False: a quick early check; staging checks them all)."""
     output = output.absolute()
-    _check_tree(output, _current(output), trees)
+    current = _current(output)
+    try:
+        _check_tree(output, current, trees)
+    except (OSError, BootpackError):
+        # Not under the lock: another build may have swapped OUT and removed the version read
+        # here mid-walk. That is no refusal; the check under the lock sees the new version.
+        if current.legacy or current.tree is None or output.resolve() == current.tree:
+            raise
 
 
 def _never(st: os.stat_result) -> bool:

@@ -285,9 +285,33 @@ def test_two_builds_at_once_take_turns(tmp_path: Path, two_bundles: tuple[Path, 
     assert bundle_state(out) == old  # the second one's spec, swapped in after the first
     # And without any pause: two at once, both succeed, the result is whole.
     procs = [start(b, out), start(a, out)]
-    assert [p.wait(60) for p in procs] == [0, 0]
+    ended = [(p.wait(60), p.communicate()[1]) for p in procs]
+    assert [status for status, _ in ended] == [0, 0], [err for _, err in ended]
     assert bundle_state(out) in (old, new) and leftovers(tmp_path) == []
 
+
+def test_the_early_check_is_no_refusal_when_another_build_swapped_mid_walk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The early check (before image building) walks the current version without the lock; a
+    # build that swaps OUT and removes that version meanwhile must not make it fail (seen as
+    # "No such file or directory", exit 2, in two builds started at once). The race is replayed:
+    # the check is handed what `_current` answered before the other build's swap.
+    from bootpack.bundle import output as output_module
+
+    out = tmp_path / "out"
+    assert build(write_spec(tmp_path / "in", LAB), out) == 0
+    before = output_module._current(out.absolute())
+    assert build(other_spec(tmp_path / "in2"), out) == 0
+    assert before.tree is not None and not before.tree.exists()  # removed by the swap
+    now = output_module._current(out.absolute())
+    monkeypatch.setattr(output_module, "_current", lambda output: before)
+    output_module.check_replaceable(out, trees=False)  # no refusal, no OSError
+    # Still the current version: whatever the walk finds is reported, as before.
+    assert now.tree is not None
+    (now.tree / "tftpboot" / "stray.conf").write_text("x")
+    monkeypatch.setattr(output_module, "_current", lambda output: now)
+    with pytest.raises(BootpackError, match=r"stray\.conf"):
+        output_module.check_replaceable(out, trees=False)
 
 # --- Leftovers, archive reuse, modes, older layouts ---------------------------------------------
 
