@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         images = out / "tftpboot" / "images" / "debian"
         sizes = {
-            "initrd": f"bootpack {mb(images / 'initrd.img'):.1f} MB (zstd), seed-style "
+            "initrd": f"bootpack {mb(images / 'initrd-live.img'):.1f} MB (zstd, live), seed-style "
                       f"{mb(seed / 'initramfs.img'):.1f} MB (gzip)" if "live" in entries else "",
             "live": f"squashfs bootpack {mb(images / 'squashfs.img'):.0f} MB, seed-style "
                     f"{mb(seed / 'squashfs.img'):.0f} MB" if "live" in entries else "",
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
                                    entry, served[variant], logs, args.timeout)
                         runs.append(run)
                         print(f"[{n + 1}/{args.repeat}] {run.summary()}", flush=True)
-        result = figures(runs, mb(images / "initrd.img") if "live" in entries else 0.0, sizes)
+        result = figures(runs, mb(images / "initrd-live.img") if "live" in entries else 0.0, sizes)
         for f in result:
             print(f"{f.measure}: {f.value} {f.unit} (goal {f.goal}, met {f.met}); {f.detail}")
         if not args.no_write and set(variants) == {"seed", "bootpack"}:

@@ -82,8 +82,9 @@ class BuildResult(BundleResult):
 def _plan_built(plan: Plan, built: BuiltImage) -> None:
     tftp = layout.TFTP_DIR
     plan.copies[f"{tftp}/{layout.kernel_path(built.name)}"] = built.kernel
-    for path, rel in ((built.initrd, layout.initrd_path(built.name)),
-                      (built.squashfs, layout.squashfs_path(built.name)),
+    for mode, initrd in built.initrds.items():
+        plan.copies[f"{tftp}/{layout.netboot_initrd_path(built.name, mode)}"] = initrd
+    for path, rel in ((built.squashfs, layout.squashfs_path(built.name)),
                       (built.ramdisk, layout.ramdisk_path(built.name))):
         if path is not None:
             plan.copies[f"{tftp}/{rel}"] = path

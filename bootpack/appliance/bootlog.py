@@ -121,7 +121,7 @@ def file_kind(path: str) -> FileKind:
     if path.startswith("images/"):
         if name == "vmlinuz":
             return "kernel"
-        if name in ("initrd.img", "ramdisk.img"):
+        if name == "ramdisk.img" or (name.startswith("initrd") and name.endswith(".img")):
             return "initrd"
         if name == "squashfs.img":
             return "root"

@@ -34,7 +34,14 @@ def kernel_path(image: str) -> str:
 
 
 def initrd_path(image: str) -> str:
+    """The initrd of an image given as files (images.NAME.initrd)."""
     return f"{image_dir(image)}/initrd.img"
+
+
+def netboot_initrd_path(image: str, mode: str) -> str:
+    """The dracut initrd bootpack builds for a container image's root mode (live, nfs): one per
+    mode, so each carries only what its root needs."""
+    return f"{image_dir(image)}/initrd-{mode}.img"
 
 
 def squashfs_path(image: str) -> str:

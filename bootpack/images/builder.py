@@ -2,7 +2,7 @@
 
     from / dockerfile --resolve--> image id --family (os-release)-->
     rootfs step   (netboot.py: packages + overlay + dracut in a container, export, clean)
-                  -> kernel, dracut initrd, root tree               key: image id, packages,
+                  -> kernel, a dracut initrd per root mode, tree    key: image id, packages,
                                                                          overlay digest, dracut
                                                                          options, SOURCE_DATE_EPOCH
     squashfs step (live entries)    -> squashfs.img                 key: rootfs key, options
@@ -36,7 +36,7 @@ from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
 from .docker_image import docker_client, need_emulation, read_file, resolve_image
-from .netboot import WORK, NetbootOptions, run_netboot
+from .netboot import WORK, Initrd, NetbootOptions, run_netboot
 from .roottree import add_boot_report, add_readonly_support, clean_tree, find_init, tree_size
 
 # dracut modules each root mode needs (field notes: network-legacy, not systemd-networkd).
@@ -44,6 +44,7 @@ DRACUT_MODULES = {
     "live": ("livenet", "dmsquash-live", "network-legacy"),
     "nfs": ("nfs", "network-legacy"),
 }
+DRACUT_MODES = tuple(DRACUT_MODULES)  # the root modes that boot a dracut initrd
 
 
 # The network drivers a netboot initrd carries (when the image's kernel has them): the NICs of
@@ -60,14 +61,14 @@ NIC_DRIVERS = (
     "dm_mod", "dm_snapshot",  # dmsquash-live's device-mapper (the rest of drivers/md is left out)
 )
 
-ROOTFS_FORMAT = 2  # bump when the rootfs step's output layout or cleaning changes
+ROOTFS_FORMAT = 3  # bump when the rootfs step's output layout or cleaning changes
 
 
 @dataclass
 class BuiltImage:
     name: str
     kernel: Path
-    initrd: Path | None = None  # dracut netboot initrd (live, nfs)
+    initrds: dict[str, Path] = field(default_factory=dict)  # root mode (live, nfs) -> its initrd
     squashfs: Path | None = None  # live root
     ramdisk: Path | None = None  # ramdisk root (the initramfs the kernel boots)
     tree: Path | None = None  # nfs root tree
@@ -76,6 +77,11 @@ class BuiltImage:
     kernel_version: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
     hits: dict[str, bool] = field(default_factory=dict)  # step -> reused from the cache
+
+
+def initrd_name(mode: str) -> str:
+    """A root mode's initrd in the rootfs step's cache folder."""
+    return f"initrd-{mode}.img"
 
 
 def image_modes(spec: Spec, name: str) -> set[str]:
@@ -102,11 +108,16 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
         needs.add(families.NFS)
     packages = list(dict.fromkeys(user_packages))
     packages += [p for p in family.needs(needs) if p not in packages]
-    add: list[str] = []
-    for mode in ("live", "nfs"):
-        if mode in modes:
-            add += [m for m in DRACUT_MODULES[mode] if m not in add]
-    return NetbootOptions(packages=tuple(packages), dracut_add=tuple(add), nics=NIC_DRIVERS,
+    # One initrd per root mode, each without the other modes' modules: a live initrd carries no
+    # NFS client, an NFS one no curl and its TLS libraries (dracut would take both wherever the
+    # image has their tools). The live one still loads sunrpc when the image has the NFS client.
+    initrds = tuple(
+        Initrd(mode, DRACUT_MODULES[mode],
+               tuple(m for other in DRACUT_MODES if other != mode for m in DRACUT_MODULES[other]
+                     if m not in DRACUT_MODULES[mode]),
+               rpc="nfs" not in DRACUT_MODULES[mode])
+        for mode in DRACUT_MODES if mode in modes)
+    return NetbootOptions(packages=tuple(packages), initrds=initrds, nics=NIC_DRIVERS,
                           drivers=tuple(dict.fromkeys(drivers)), compress_on_host=foreign)
 
 
@@ -119,28 +130,30 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
                             "with sudo)")
     tree = out / "tree"
     # dracut runs in the image itself, for its own kernel (under qemu-user for a foreign CPU)
-    kver, initrd = run_netboot(client, image_id, family, options, overlay, tree, where=where,
-                               mtime=mtime, architecture=architecture, progress=progress)
+    kver, initrds = run_netboot(client, image_id, family, options, overlay, tree, where=where,
+                                mtime=mtime, architecture=architecture, progress=progress)
     kernel = tree / "boot" / f"vmlinuz-{kver}"
     if not kernel.is_file():
         raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
-    if initrd is not None and options.compress_on_host:
-        command = shlex.split(options.compress)
+    for mode, initrd in initrds.items():
+        if options.compress_on_host:
+            command = shlex.split(options.compress)
 
-        def chunks(path: Path = initrd) -> Iterator[bytes]:
-            with path.open("rb") as f:
-                while chunk := f.read(1 << 20):
-                    yield chunk
+            def chunks(path: Path = initrd) -> Iterator[bytes]:
+                with path.open("rb") as f:
+                    while chunk := f.read(1 << 20):
+                        yield chunk
 
-        # fed on stdin as dracut feeds it: with the size unknown zstd picks the same parameters,
-        # so the bytes are dracut's own (but for its record of its command line in the cpio)
-        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o", out / "initrd.img"],
-                chunks(), progress=progress, what="compressing the initrd (zstd, on this machine)")
-        initrd.unlink()
-    elif initrd is not None:
-        os.replace(initrd, out / "initrd.img")
+            # fed on stdin as dracut feeds it: with the size unknown zstd picks the same
+            # parameters, so the bytes are dracut's own (but for its record of its command line)
+            run_fed([need(command[0], command[0]), *command[1:], "-f", "-o",
+                     out / initrd_name(mode)], chunks(), progress=progress,
+                    what=f"compressing the {mode} initrd (zstd, on this machine)")
+            initrd.unlink()
+        else:
+            os.replace(initrd, out / initrd_name(mode))
     shutil.rmtree(tree / WORK)
     clean_tree(tree)
     add_readonly_support(tree)
@@ -196,8 +209,8 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"
     built.kernel_version = (rootfs / "kver").read_text().strip()
-    if (rootfs / "initrd.img").is_file():
-        built.initrd = rootfs / "initrd.img"
+    built.initrds = {m: rootfs / initrd_name(m) for m in DRACUT_MODES
+                     if (rootfs / initrd_name(m)).is_file()}
     tree = built.root = rootfs / "tree"
     init = (rootfs / "init").read_text().strip() or None
     if modes & {"live", "nfs", "ramdisk"} and init is None:

@@ -33,9 +33,22 @@ KERNEL_PACKAGES = ("linux-image", "linux-generic", "linux-virtual", "linux-kerne
 
 
 @dataclass(frozen=True)
+class Initrd:
+    """One dracut netboot initrd: the root mode it boots, the dracut modules it adds and those it
+    leaves out beyond NetbootOptions.dracut_omit (--no-hostonly takes every module whose tools
+    the image has, e.g. nfs wherever nfs-common is installed). `rpc`: load sunrpc in the initrd
+    when the image has the NFS client (below)."""
+
+    mode: str
+    add: tuple[str, ...]
+    omit: tuple[str, ...] = ()
+    rpc: bool = False
+
+
+@dataclass(frozen=True)
 class NetbootOptions:
     packages: tuple[str, ...]  # the user's and the needed ones, in install order
-    dracut_add: tuple[str, ...]  # empty: no dracut initrd (ramdisk-only images)
+    initrds: tuple[Initrd, ...]  # one per dracut root mode; empty: none (ramdisk-only images)
     # systemd-networkd: livenet hangs with it (field notes). The others do nothing for a network
     # root (encrypted or NVDIMM disks, resume from a swap partition, LUN masking, virtiofs, and
     # qemu: QEMU's disk and CD drivers; its NIC driver is in NIC_DRIVERS).
@@ -52,16 +65,30 @@ class NetbootOptions:
     nics: tuple[str, ...] = ()  # NIC drivers to carry when the kernel has them
     drivers: tuple[str, ...] = ()  # the user's extra modules: the kernel must have each
 
-    def dracut_args(self) -> list[str]:
+    def dracut_args(self, initrd: Initrd) -> list[str]:
         # --no-hostonly: the initrd boots any machine, not only the build container.
         # --drivers "$drivers": only these modules instead of every storage, fs, HID and crypto
         # driver of the kernel; --omit-drivers "$omit": every Ethernet driver but these (dracut's
         # network module would add them all). Both lists are made in the container (below).
         # --nofscks: a network root is never checked by the initrd.
+        omit = (*self.dracut_omit, *(m for m in initrd.omit if m not in self.dracut_omit))
         return ["--reproducible", "--no-hostonly", "--no-hostonly-cmdline", "--force", "--nofscks",
                 *(["--no-compress"] if self.compress_on_host else ["--compress", self.compress]),
-                "--add", " ".join(self.dracut_add),
-                "--omit", " ".join(self.dracut_omit)]
+                "--add", " ".join(initrd.add), "--omit", " ".join(omit)]
+
+
+def initrd_file(mode: str) -> str:
+    """Where the netboot script leaves a root mode's initrd, inside its scratch folder."""
+    return f"initrd-{mode}.img"
+
+
+# An image with the NFS client (nfs-common, nfs-utils) mounts rpc_pipefs in its booted system,
+# which needs the sunrpc module. An initrd without dracut's nfs module (live) would leave sunrpc
+# to the booted system, loaded from the squashfs in the middle of its parallel start: under load
+# run-rpc_pipefs.mount hit systemd's 90 s timeout (docs/speed.md, round 2). So such an initrd
+# carries sunrpc and loads it first (--force-drivers: rd.driver.pre), as the nfs module would.
+_RPC = ('rpc=""; if [ -e /sbin/mount.nfs ] || [ -e /usr/sbin/mount.nfs ]; then '
+        'rpc="--force-drivers sunrpc"; fi')
 
 
 # In the container, for kernel $kver: $drivers, the wanted modules the kernel has, and $omit,
@@ -116,7 +143,7 @@ def netboot_script(family: Family, options: NetbootOptions) -> str:
         f'echo "$kver" > /{WORK}/kver',
         f"if [ ! -e /sbin/init ]; then echo 'bootpack: no /sbin/init' >&2; exit {NO_INIT}; fi",
     ]
-    if options.dracut_add:
+    if options.initrds:
         if options.nics or options.drivers:
             lines.append(_DRIVER_LISTS.format(
                 work=WORK, drivers=" ".join(shlex.quote(d) for d in options.drivers),
@@ -124,8 +151,12 @@ def netboot_script(family: Family, options: NetbootOptions) -> str:
             restrict = ' --drivers "$drivers" --omit-drivers "$omit"'
         else:
             restrict = ""
-        lines.append(f'dracut {shlex.join(options.dracut_args())}{restrict} --kver "$kver" '
-                     f'/{WORK}/initrd.img')
+        if any(i.rpc for i in options.initrds):
+            lines.append(_RPC)
+        for initrd in options.initrds:
+            rpc = " $rpc" if initrd.rpc else ""
+            lines.append(f'dracut {shlex.join(options.dracut_args(initrd))}{restrict}{rpc} '
+                         f'--kver "$kver" /{WORK}/{initrd_file(initrd.mode)}')
     return "\n".join(lines) + "\n"
 
 
@@ -160,10 +191,11 @@ def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
 
 def run_netboot(client: docker.DockerClient, image_id: str, family: Family, options: NetbootOptions,
                 overlay: Path | None, target: Path, *, where: str, mtime: int,
-                architecture: str = "x86_64", progress: Progress = SILENT) -> tuple[str, Path | None]:
+                architecture: str = "x86_64",
+                progress: Progress = SILENT) -> tuple[str, dict[str, Path]]:
     """Run the netboot script in a container from image_id and export its file system to target.
 
-    Returns (kernel version, path of the initrd inside target or None)."""
+    Returns (kernel version, root mode -> path of its initrd inside target)."""
     script = netboot_script(family, options)
     for line in script.splitlines():
         progress.detail(f"[container] {line}")
@@ -206,5 +238,9 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
         if container is not None:
             remove_quietly(container)
     kver = (target / WORK / "kver").read_text().strip()
-    initrd = target / WORK / "initrd.img"
-    return kver, initrd if initrd.is_file() else None
+    initrds = {i.mode: target / WORK / initrd_file(i.mode) for i in options.initrds}
+    absent = [mode for mode, path in initrds.items() if not path.is_file()]
+    if absent:
+        raise BootpackError(f"{where}: dracut made no initrd for {', '.join(absent)} in a "
+                            f"container of {image_id[:19]}")
+    return kver, initrds

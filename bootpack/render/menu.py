@@ -41,15 +41,15 @@ class BootMenu:
 def entry_initrd(spec: Spec, entry: Entry) -> str | None:
     """The initrd an entry boots, relative to the TFTP root (None: the kernel boots alone).
 
-    A container-built image has a dracut netboot initrd for live and nfs entries, and its whole
-    root tree as the initramfs for ramdisk entries."""
+    A container-built image has a dracut netboot initrd per root mode for live and nfs entries,
+    and its whole root tree as the initramfs for ramdisk entries."""
     if entry.image is None:
         return None
     image = spec.images[entry.image]
     if image.container:
         if entry.root == "ramdisk":
             return layout.ramdisk_path(entry.image)
-        return layout.initrd_path(entry.image)
+        return layout.netboot_initrd_path(entry.image, entry.root)
     return layout.initrd_path(entry.image) if image.initrd is not None else None
 
 

@@ -98,7 +98,7 @@ def _built(folder: Path, name: str, kernel: bytes, root: Path | None) -> BuiltIm
     files.mkdir(parents=True)
     for file, data in (("vmlinuz", kernel), ("initrd.img", INITRD), ("squashfs.img", b"hsqs")):
         (files / file).write_bytes(data)
-    return BuiltImage(name=name, kernel=files / "vmlinuz", initrd=files / "initrd.img",
+    return BuiltImage(name=name, kernel=files / "vmlinuz", initrds={"live": files / "initrd.img"},
                       squashfs=files / "squashfs.img", source="sha256:" + "0" * 64,
                       kernel_version="6.1.0", root=root)
 

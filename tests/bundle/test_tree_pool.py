@@ -63,7 +63,7 @@ def fake_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[st
         if not tree.exists():
             make_tree(tree, variant)
         return {"debian": BuiltImage(name="debian", kernel=art / "vmlinuz",
-                                     initrd=art / "initrd.img", tree=tree,
+                                     initrds={"live": art / "initrd.img"}, tree=tree,
                                      source=f"sha256:{variant * 64}", kernel_version="6.1",
                                      keys={"rootfs": variant * 64}, hits={"rootfs": True})}
 

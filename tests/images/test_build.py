@@ -103,7 +103,10 @@ def livenet(debian_base_image: str, session_cache_dir: Path,
     built = timed_build(write_spec(bundle.parent, port), bundle)
     measure("cold build" if cold else "build (cache already warm)", built.seconds, "s")
     images = bundle / "tftpboot/images/debian"
-    measure("initrd size", (images / "initrd.img").stat().st_size / 1e6, "MB")
+    for mode in ("live", "nfs"):
+        size = (images / f"initrd-{mode}.img").stat().st_size
+        measure(f"initrd size, {mode}", size / 1e6, "MB")
+        print(f"initrd-{mode}.img: {size} bytes")
     measure("squashfs size", (images / "squashfs.img").stat().st_size / 1e6, "MB")
     measure("ramdisk size", (images / "ramdisk.img").stat().st_size / 1e6, "MB")
     return built
@@ -116,7 +119,7 @@ def test_bundle_has_boot_files_and_a_clean_nfs_root(livenet: Built) -> None:
     info = manifest["images"]["debian"]
     assert info["source_image"].startswith("sha256:") and info["kernel_version"].endswith("-amd64")
     assert set(info["steps"]) == {"rootfs", "squashfs", "ramdisk"}
-    for name in ("vmlinuz", "initrd.img", "squashfs.img", "ramdisk.img"):
+    for name in ("vmlinuz", "initrd-live.img", "initrd-nfs.img", "squashfs.img", "ramdisk.img"):
         assert f"tftpboot/images/debian/{name}" in paths
     root = bundle / "roots/debian"
     assert (root / "usr/lib/systemd/systemd").is_file()
@@ -233,7 +236,7 @@ def test_read_only_root_boots_clean(livenet: Built, tmp_path: Path) -> None:
     NFS itself is proven by the appliance tests."""
     images = livenet.result.output / "tftpboot/images/debian"
     found, seconds, log = direct_boot(
-        tmp_path / "serial.log", images / "vmlinuz", images / "initrd.img",
+        tmp_path / "serial.log", images / "vmlinuz", images / "initrd-live.img",
         "root=/dev/vda rootfstype=squashfs ro console=ttyS0", images / "squashfs.img", MARKER)
     measure("boot to marker, read-only root (direct kernel boot)", seconds, "s")
     assert found, log[-3000:]

@@ -15,7 +15,7 @@ from bootpack.errors import BootpackError
 from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
 from bootpack.images.cache import Cache
-from bootpack.images.netboot import NO_DRIVER, netboot_script
+from bootpack.images.netboot import NO_DRIVER, Initrd, netboot_script
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
 from bootpack.spec.site import Site
@@ -96,9 +96,10 @@ def test_pxelinux_for_container_images() -> None:
     spec = parse_spec(spec_data({"dockerfile": "Dockerfile"}, "live", "nfs", "ramdisk"))
     text = default_config(spec, Site.from_spec(spec))
     live, nfs, rd = text.split("\nLABEL ")[1:]
-    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in live
+    # one dracut initrd per root mode: the live one has no NFS client, the NFS one no curl
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd-live.img" in live
     assert "root=live:http://10.0.2.2:8080/images/os/squashfs.img" in live
-    assert "INITRD http://10.0.2.2:8080/images/os/initrd.img" in nfs
+    assert "INITRD http://10.0.2.2:8080/images/os/initrd-nfs.img" in nfs
     assert "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
     assert "INITRD http://10.0.2.2:8080/images/os/ramdisk.img" in rd and "root=" not in rd
 
@@ -120,13 +121,15 @@ def test_netboot_options_follow_the_root_modes() -> None:
     assert {"dracut", "dracut-network", "dracut-live", "curl", "dbus", "isc-dhcp-client",
             "iputils-arping", "procps"} <= set(live.packages)
     assert "nfs-common" not in live.packages
-    assert live.dracut_add == ("livenet", "dmsquash-live", "network-legacy")
+    assert live.initrds == (Initrd("live", ("livenet", "dmsquash-live", "network-legacy"), ("nfs",),
+                                   rpc=True),)
     nfs = netboot_options(debian, [], {"nfs"})
-    assert "nfs-common" in nfs.packages and nfs.dracut_add == ("nfs", "network-legacy")
+    assert "nfs-common" in nfs.packages
+    assert nfs.initrds == (Initrd("nfs", ("nfs", "network-legacy"), ("livenet", "dmsquash-live")),)
     # /etc/protocols etc. for mount.nfs in the initrd: NFSv3 needs them to reach rpcbind/mountd.
     assert "netbase" in nfs.packages
     only_ram = netboot_options(debian, [], {"ramdisk"})
-    assert only_ram.packages == () and only_ram.dracut_add == ()
+    assert only_ram.packages == () and only_ram.initrds == ()
     script = netboot_script(debian, live)
     assert "--no-hostonly" in script and "--omit 'systemd-networkd crypt" in script
     assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
@@ -135,6 +138,34 @@ def test_netboot_options_follow_the_root_modes() -> None:
     # an image of another CPU: dracut (emulated) leaves compression to this machine's zstd
     foreign = netboot_script(debian, netboot_options(debian, [], {"live"}, foreign=True))
     assert "--no-compress" in foreign and "--compress" not in foreign.replace("--no-compress", "")
+    # an image with live and nfs entries gets two initrds from one container run, each without
+    # the other's modules (dracut --no-hostonly would take nfs wherever nfs-common is installed);
+    # the live one loads sunrpc when the image has mount.nfs (its booted system mounts rpc_pipefs)
+    both = netboot_script(debian, netboot_options(debian, [], {"live", "nfs", "ramdisk"}))
+    runs = [line for line in both.splitlines() if line.startswith("dracut ")]
+    assert len(runs) == 2
+    assert "--add 'livenet dmsquash-live network-legacy'" in runs[0] and " nfs'" in runs[0]
+    assert runs[0].endswith(" $rpc --kver \"$kver\" /.bootpack/initrd-live.img")
+    assert "--add 'nfs network-legacy'" in runs[1] and "qemu livenet dmsquash-live'" in runs[1]
+    assert "$rpc" not in runs[1] and runs[1].endswith("/.bootpack/initrd-nfs.img")
+    assert 'rpc="--force-drivers sunrpc"' in both.split(runs[0])[0]
+
+
+@pytest.mark.parametrize(("client", "expected"), [(True, "--force-drivers sunrpc"), (False, "")])
+def test_live_initrd_loads_sunrpc_only_with_the_nfs_client(tmp_path: Path, client: bool,
+                                                           expected: str) -> None:
+    """The script's sunrpc switch, run here by sh against a fake root: mount.nfs present (the
+    image has nfs-common) turns it on."""
+    script = netboot_script(families.DEBIAN, netboot_options(families.DEBIAN, [], {"live"}))
+    line = next(x for x in script.splitlines() if x.startswith('rpc=""'))
+    root = tmp_path / "root"
+    (root / "sbin").mkdir(parents=True)
+    if client:
+        (root / "sbin/mount.nfs").write_text("")
+    probe = line.replace(" /", f" {root}/")  # the tests' paths, under the fake root
+    out = subprocess.run(["sh", "-c", f'{probe}\nprintf %s "$rpc"'], capture_output=True,
+                         text=True, check=True).stdout
+    assert out == expected
 
 
 def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:
