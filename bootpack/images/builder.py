@@ -6,7 +6,7 @@
                                                                          overlay digest, dracut
                                                                          options, SOURCE_DATE_EPOCH
     squashfs step (live entries)    -> squashfs.img                 key: rootfs key, options
-    ramdisk step  (ramdisk entries) -> ramdisk.img (cpio.zst)       key: rootfs key, options
+    ramdisk step  (ramdisk entries) -> ramdisk.img (cpio, zstd/lz4)  key: rootfs key, options
     nfs entries use the cached root tree as is (roots/<image>/ in the bundle).
 
 Menu, host, DHCP and server settings are in no key: changing them reuses every step.
@@ -225,15 +225,17 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
         built.keys["squashfs"], built.hits["squashfs"] = sq.key, sq.hit
         built.squashfs = sq.path / "squashfs.img"
     if "ramdisk" in modes:
-        rd_inputs = {"rootfs": entry.key, "level": ramdisk.ZSTD_LEVEL, "init": init,
-                     "source_date_epoch": mtime}
+        compression = image.ramdisk_compression
+        rd_inputs = {"rootfs": entry.key, "compress": list(ramdisk.COMPRESSORS[compression]),
+                     "init": init, "source_date_epoch": mtime}
 
         def make(out: Path) -> None:
-            size = ramdisk.make_ramdisk(tree, out / "ramdisk.img", mtime, init, progress)
+            size = ramdisk.make_ramdisk(tree, out / "ramdisk.img", mtime, init, progress,
+                                        compression)
             (out / "unpacked-size").write_text(f"{size}\n")
 
-        rd = _cached(cache, "ramdisk", rd_inputs, f"{name}: ramdisk (cpio.zst) of the root tree",
-                     progress, make)
+        rd = _cached(cache, "ramdisk", rd_inputs,
+                     f"{name}: ramdisk (cpio, {compression}) of the root tree", progress, make)
         built.keys["ramdisk"], built.hits["ramdisk"] = rd.key, rd.hit
         built.ramdisk = rd.path / "ramdisk.img"
         unpacked = int((rd.path / "unpacked-size").read_text())

@@ -274,6 +274,7 @@ CHAINS: tuple[Chain, ...] = ("bios", "uefi", "ipxe", "uefi-arm64")
 # The CPU an image's kernel and root tree are built for, named as `uname -m` names it (except
 # aarch64, which Debian, Docker and the firmware world call arm64).
 Architecture = Literal["x86_64", "arm64"]
+RamdiskCompression = Literal["zstd", "lz4"]
 ARCHITECTURES: tuple[Architecture, ...] = ("x86_64", "arm64")
 # What `platform.machine()` says on each architecture (Linux, BSDs, macOS).
 _MACHINES: dict[str, Architecture] = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64",
@@ -423,6 +424,12 @@ class Image(_Section):
         "network drivers bootpack supports (virtio_net, e1000, e1000e, igb, igc, ixgbe, i40e, ice, "
         "r8169, tg3, bnxt_en, mlx4_en, mlx5_core, vmxnet3, hv_netvsc, xen_netfront), not every "
         "module of the kernel.",
+    )
+    ramdisk_compression: RamdiskCompression = Field(
+        "zstd",
+        description="How the ramdisk of a from/dockerfile image is compressed. zstd: the "
+        "smallest; lz4: about half again as big but unpacked by the kernel about twice as fast "
+        "(for clients whose CPU, not the network, is the slow part; docs/speed.md).",
     )
     architecture: Architecture = Field(
         default_factory=build_host_architecture,

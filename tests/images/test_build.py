@@ -195,6 +195,38 @@ def test_boots_to_the_marker(livenet: Built, tmp_path: Path, root: str, memory: 
     assert f"{MARKER} failed=0" in log, log[-3000:]
 
 
+@pytest.mark.boot
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
+def test_lz4_ramdisk_boots_to_the_marker(livenet: Built, tmp_path: Path) -> None:
+    """images.NAME.ramdisk_compression = "lz4": only the ramdisk step reruns, and the kernel
+    unpacks the legacy lz4 frame."""
+    out = tmp_path / "bundle"
+    handler = functools.partial(_Quiet, directory=str(out / "tftpboot"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = write_spec(tmp_path, server.server_address[1], "lz4")
+        data = tomllib.loads(spec.read_text())
+        data["images"]["debian"]["ramdisk_compression"] = "lz4"
+        spec.write_text(tomli_w.dumps(data))
+        hits = build_images(load_spec(spec), mtime=0)["debian"].hits
+        assert hits["rootfs"] and hits["squashfs"] and not hits["ramdisk"], hits
+        timed_build(spec, out)
+        ramdisk = out / "tftpboot/images/debian/ramdisk.img"
+        assert ramdisk.read_bytes()[:4] == b"\x02\x21\x4c\x18"  # lz4's legacy frame
+        measure("ramdisk size, lz4", ramdisk.stat().st_size / 1e6, "MB")
+        boot = boot_vm(tmp_path / "serial.log", MACS["ramdisk"], MARKER,
+                       tftp_root=out / "tftpboot", timeout=420, memory_mb=3072)
+        measure("boot to marker, ramdisk (lz4)", boot.seconds, "s")
+        assert boot.found, boot.log[-3000:]
+        time.sleep(1)
+        log = (tmp_path / "serial.log").read_text(errors="replace")
+        assert f"{MARKER} failed=0" in log, log[-3000:]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_readonly_root_handling_makes_etc_var_tmp_writable(debian_base_image: str) -> None:
     """The NFS root's volatile-root script, run on a read-only root (a --read-only container)."""
     check = ("cat > /run/volatile-root && sh /run/volatile-root && touch /etc/x /var/x /tmp/x "

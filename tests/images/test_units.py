@@ -293,16 +293,21 @@ def test_readonly_root_support_is_installed(tmp_path: Path) -> None:
     assert (root / roottree.VOLATILE_SCRIPT).stat().st_mode & 0o111
 
 
-def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path) -> None:
-    if shutil.which("zstd") is None or shutil.which("cpio") is None:
-        pytest.skip("zstd or cpio missing")
+@pytest.mark.parametrize(("compression", "unpack"), [("zstd", ["zstd", "-dc"]),
+                                                     ("lz4", ["lz4", "-dc"])])
+def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path, compression: str,
+                                                    unpack: list[str]) -> None:
+    if shutil.which(unpack[0]) is None or shutil.which("cpio") is None:
+        pytest.skip(f"{unpack[0]} or cpio missing")
     root = make_tree(tmp_path / "tree")
     one, two = tmp_path / "one.img", tmp_path / "two.img"
-    ramdisk.make_ramdisk(root, one, 0, "/sbin/init")
+    ramdisk.make_ramdisk(root, one, 0, "/sbin/init", compression=compression)
     os.utime(root / "etc/hosts", (12345, 12345))
-    ramdisk.make_ramdisk(root, two, 0, "/sbin/init")
+    ramdisk.make_ramdisk(root, two, 0, "/sbin/init", compression=compression)
     assert one.read_bytes() == two.read_bytes()
-    raw = subprocess.run(["zstd", "-dc", one], capture_output=True, check=True).stdout
+    # the frame the kernel unpacks: zstd's, or lz4's legacy one (0x184C2102)
+    assert one.read_bytes()[:4] == {"zstd": b"\x28\xb5\x2f\xfd", "lz4": b"\x02\x21\x4c\x18"}[compression]
+    raw = subprocess.run([*unpack, one], capture_output=True, check=True).stdout
     listing = subprocess.run(["cpio", "-tv"], input=raw, capture_output=True, check=True).stdout
     text = listing.decode()
     assert "init -> sbin/init" in text and "-rwsr-xr-x" in text and "usr/lib/systemd/systemd" in text
