@@ -218,10 +218,12 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
                             "packages")
 
     if "live" in modes:
-        sq_inputs = {"rootfs": entry.key, "options": list(squashfs.OPTIONS),
+        squeeze = image.squashfs_compression
+        sq_inputs = {"rootfs": entry.key, "options": list(squashfs.options(squeeze)),
                      "source_date_epoch": mtime}
-        sq = _cached(cache, "squashfs", sq_inputs, f"{name}: squashfs of the root tree", progress,
-                     lambda out: squashfs.make_squashfs(tree, out / "squashfs.img", mtime, progress))
+        sq = _cached(cache, "squashfs", sq_inputs, f"{name}: squashfs ({squeeze}) of the root tree",
+                     progress, lambda out: squashfs.make_squashfs(tree, out / "squashfs.img", mtime,
+                                                                  progress, squeeze))
         built.keys["squashfs"], built.hits["squashfs"] = sq.key, sq.hit
         built.squashfs = sq.path / "squashfs.img"
     if "ramdisk" in modes:

@@ -219,6 +219,11 @@ def images_have_one_source(spec: Spec, site: Site) -> Iterable[str]:
                 if getattr(image, key):
                     yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images; remove "
                            "it or build the image from a container image")
+            for key in ("squashfs_compression", "ramdisk_compression"):
+                if key in image.model_fields_set:
+                    yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images "
+                           "(bootpack packs their roots; given files are served as they are); "
+                           "remove it")
 
 
 def root_modes_have_what_they_need(spec: Spec, site: Site) -> Iterable[str]:

@@ -13,6 +13,7 @@ import http.server
 import io
 import json
 import re
+import struct
 import subprocess
 import tarfile
 import threading
@@ -195,36 +196,51 @@ def test_boots_to_the_marker(livenet: Built, tmp_path: Path, root: str, memory: 
     assert f"{MARKER} failed=0" in log, log[-3000:]
 
 
-@pytest.mark.boot
-@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
-def test_lz4_ramdisk_boots_to_the_marker(livenet: Built, tmp_path: Path) -> None:
-    """images.NAME.ramdisk_compression = "lz4": only the ramdisk step reruns, and the kernel
-    unpacks the legacy lz4 frame."""
-    out = tmp_path / "bundle"
+@pytest.fixture(scope="module")
+def lz4_bundle(livenet: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The example with squashfs_compression and ramdisk_compression = "lz4", served over HTTP
+    (its tftpboot/ is returned): the rootfs step is the livenet fixture's, the squashfs and
+    ramdisk steps rerun."""
+    folder = tmp_path_factory.mktemp("lz4")
+    out = folder / "bundle"
     handler = functools.partial(_Quiet, directory=str(out / "tftpboot"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        spec = write_spec(tmp_path, server.server_address[1], "lz4")
+        spec = write_spec(folder, server.server_address[1], "lz4")
         data = tomllib.loads(spec.read_text())
-        data["images"]["debian"]["ramdisk_compression"] = "lz4"
+        data["images"]["debian"].update(squashfs_compression="lz4", ramdisk_compression="lz4")
         spec.write_text(tomli_w.dumps(data))
         hits = build_images(load_spec(spec), mtime=0)["debian"].hits
-        assert hits["rootfs"] and hits["squashfs"] and not hits["ramdisk"], hits
+        assert hits == {"rootfs": True, "squashfs": False, "ramdisk": False}, hits
         timed_build(spec, out)
-        ramdisk = out / "tftpboot/images/debian/ramdisk.img"
-        assert ramdisk.read_bytes()[:4] == b"\x02\x21\x4c\x18"  # lz4's legacy frame
-        measure("ramdisk size, lz4", ramdisk.stat().st_size / 1e6, "MB")
-        boot = boot_vm(tmp_path / "serial.log", MACS["ramdisk"], MARKER,
-                       tftp_root=out / "tftpboot", timeout=420, memory_mb=3072)
-        measure("boot to marker, ramdisk (lz4)", boot.seconds, "s")
-        assert boot.found, boot.log[-3000:]
-        time.sleep(1)
-        log = (tmp_path / "serial.log").read_text(errors="replace")
-        assert f"{MARKER} failed=0" in log, log[-3000:]
+        yield out / "tftpboot"
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_lz4_roots_are_lz4(lz4_bundle: Path) -> None:
+    images = lz4_bundle / "images/debian"
+    assert (images / "ramdisk.img").read_bytes()[:4] == b"\x02\x21\x4c\x18"  # legacy frame
+    head = (images / "squashfs.img").read_bytes()[:96]
+    assert struct.unpack_from("<H", head, 20)[0] == 5  # squashfs compressor id 5: lz4
+    for name in ("ramdisk.img", "squashfs.img"):
+        measure(f"{name} size, lz4", (images / name).stat().st_size / 1e6, "MB")
+
+
+@pytest.mark.boot
+@pytest.mark.skipif(not qemu_available(), reason="qemu-system-x86 and ipxe-qemu are not installed")
+@pytest.mark.parametrize(("root", "memory"), [("live", 2048), ("ramdisk", 3072)])
+def test_lz4_roots_boot_to_the_marker(lz4_bundle: Path, tmp_path: Path, root: str,
+                                      memory: int) -> None:
+    boot = boot_vm(tmp_path / "serial.log", MACS[root], MARKER, tftp_root=lz4_bundle,
+                   timeout=420, memory_mb=memory)
+    measure(f"boot to marker, {root} (lz4)", boot.seconds, "s")
+    assert boot.found, boot.log[-3000:]
+    time.sleep(1)
+    log = (tmp_path / "serial.log").read_text(errors="replace")
+    assert f"{MARKER} failed=0" in log, log[-3000:]
 
 
 def test_readonly_root_handling_makes_etc_var_tmp_writable(debian_base_image: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,23 @@ def test_container_keys_only_with_container_images() -> None:
     assert "images.os.packages: only used with 'from' or 'dockerfile'" in message
     message = problems(spec_data({"from": "debian", "initrd": "i"}))
     assert "images.os.initrd: bootpack builds it" in message
+
+
+@pytest.mark.parametrize("key", ["squashfs_compression", "ramdisk_compression"])
+def test_root_compression_is_one_of_two_and_only_for_container_images(key: str) -> None:
+    assert parse_spec(spec_data({"from": "d", key: "lz4"}, "ramdisk"))
+    assert getattr(parse_spec(spec_data({"from": "d"}, "ramdisk")).images["os"], key) == "zstd"
+    message = problems(spec_data({"from": "d", key: "xz -9"}, "ramdisk"))
+    assert f"images.os.{key}" in message and "'zstd' or 'lz4'" in message, message
+    assert f"images.os.{key}: only used with 'from' or 'dockerfile'" in problems(
+        spec_data({"kernel": "k", "initrd": "i", key: "zstd"}, "ramdisk"))
+
+
+def test_zstd_squashfs_options_are_unchanged() -> None:
+    """The default's options are part of existing cache keys: changing them rebuilds every
+    user's squashfs."""
+    assert squashfs.options() == ("-comp", "zstd", "-Xcompression-level", "15", "-b", "1M",
+                                  "-no-xattrs", "-noappend", "-no-progress", "-quiet")
 
 
 def test_package_names_are_checked() -> None:
@@ -315,15 +333,20 @@ def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path, compression:
     assert names == sorted(names, key=str.encode)
 
 
-def test_squashfs_is_deterministic(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("compression", "kind", "block"), [("zstd", 6, 1 << 20),
+                                                             ("lz4", 5, 128 << 10)])
+def test_squashfs_is_deterministic(tmp_path: Path, compression: str, kind: int, block: int) -> None:
     if shutil.which("mksquashfs") is None:
         pytest.skip("mksquashfs missing")
     root = make_tree(tmp_path / "tree")
     one, two = tmp_path / "one.sqfs", tmp_path / "two.sqfs"
-    squashfs.make_squashfs(root, one, 1700000000)
+    squashfs.make_squashfs(root, one, 1700000000, compression=compression)
     os.utime(root / "etc/hosts", (12345, 12345))
-    squashfs.make_squashfs(root, two, 1700000000)
+    squashfs.make_squashfs(root, two, 1700000000, compression=compression)
     assert one.read_bytes() == two.read_bytes()
+    head = one.read_bytes()[:96]  # the superblock: block size at 12, compressor id at 20
+    assert struct.unpack_from("<I", head, 12)[0] == block
+    assert struct.unpack_from("<H", head, 20)[0] == kind
 
 
 def test_archive_keeps_owners_and_modes_in_root_trees(tmp_path: Path) -> None:
