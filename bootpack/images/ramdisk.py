@@ -18,6 +18,7 @@ from ..errors import BootpackError
 from ..external import need, run_fed
 from ..files import walk  # sorted by path; code-point order = UTF-8 byte order
 from ..progress import SILENT, Progress
+from ..spec.model import RamdiskCompression
 
 # Firmware loads the initrd into memory below 4 GiB and kernels unpack it into RAM: past about
 # 3-4 GiB many machines cannot boot it at all.
@@ -27,7 +28,7 @@ WARN_BYTES = 3 * 1024**3
 # reproducible across machines. lz4 -l: the legacy frame, the only one the kernel unpacks;
 # under TCG it unpacked the example's 750 MB in 4.7 s against zstd's 10.3 s, at 240 MB against
 # 157 MB (docs/speed.md, round 4).
-COMPRESSORS: dict[str, tuple[str, ...]] = {
+COMPRESSORS: dict[RamdiskCompression, tuple[str, ...]] = {
     "zstd": ("zstd", "-q", "-T0", "-10", "-f", "-o"),
     "lz4": ("lz4", "-l", "-9", "-q", "-f", "-"),
 }
@@ -80,7 +81,8 @@ def cpio_chunks(root: Path, mtime: int, init: str | None = None) -> Iterator[byt
 
 
 def make_ramdisk(tree: Path, target: Path, mtime: int, init: str | None,
-                 progress: Progress = SILENT, compression: str = "zstd") -> int:
+                 progress: Progress = SILENT,
+                 compression: RamdiskCompression = "zstd") -> int:
     """tree -> target (newc cpio | zstd or lz4). Returns the uncompressed size."""
     program, *options = COMPRESSORS[compression]
     tool = need(program, program)  # the Debian packages are named as the programs

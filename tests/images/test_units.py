@@ -19,6 +19,7 @@ from bootpack.images.cache import Cache
 from bootpack.images.netboot import NO_DRIVER, Initrd, netboot_script
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
+from bootpack.spec.model import RamdiskCompression, SquashfsCompression
 from bootpack.spec.site import Site
 
 
@@ -313,7 +314,8 @@ def test_readonly_root_support_is_installed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("compression", "unpack"), [("zstd", ["zstd", "-dc"]),
                                                      ("lz4", ["lz4", "-dc"])])
-def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path, compression: str,
+def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path,
+                                                    compression: RamdiskCompression,
                                                     unpack: list[str]) -> None:
     if shutil.which(unpack[0]) is None or shutil.which("cpio") is None:
         pytest.skip(f"{unpack[0]} or cpio missing")
@@ -335,7 +337,8 @@ def test_ramdisk_cpio_is_deterministic_and_readable(tmp_path: Path, compression:
 
 @pytest.mark.parametrize(("compression", "kind", "block"), [("zstd", 6, 1 << 20),
                                                              ("lz4", 5, 128 << 10)])
-def test_squashfs_is_deterministic(tmp_path: Path, compression: str, kind: int, block: int) -> None:
+def test_squashfs_is_deterministic(tmp_path: Path, compression: SquashfsCompression, kind: int,
+                                   block: int) -> None:
     if shutil.which("mksquashfs") is None:
         pytest.skip("mksquashfs missing")
     root = make_tree(tmp_path / "tree")
