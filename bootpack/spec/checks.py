@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .files import NOT_FOUND, input_file_problem
-from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Architecture, Spec, chain_architecture
+from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Architecture, Image, Spec, chain_architecture
 from .site import Site
 
 # A check sees the spec and the network it is served on: the spec's own for `validate` and
@@ -219,8 +219,9 @@ def images_have_one_source(spec: Spec, site: Site) -> Iterable[str]:
                 if getattr(image, key):
                     yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images; remove "
                            "it or build the image from a container image")
+            # A value, not "was it set": bundle.json's spec.json carries every default.
             for key in ("squashfs_compression", "ramdisk_compression"):
-                if key in image.model_fields_set:
+                if getattr(image, key) != Image.model_fields[key].default:
                     yield (f"{where}.{key}: only used with 'from' or 'dockerfile' images "
                            "(bootpack packs their roots; given files are served as they are); "
                            "remove it")

@@ -3,6 +3,7 @@ the deterministic ramdisk/squashfs writers and the root-tree cleanup and read-on
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bootpack.compiler import spec_json
 from bootpack.errors import BootpackError
 from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
@@ -68,7 +70,10 @@ def test_root_compression_is_one_of_two_and_only_for_container_images(key: str) 
     message = problems(spec_data({"from": "d", key: "xz -9"}, "ramdisk"))
     assert f"images.os.{key}" in message and "'zstd' or 'lz4'" in message, message
     assert f"images.os.{key}: only used with 'from' or 'dockerfile'" in problems(
-        spec_data({"kernel": "k", "initrd": "i", key: "zstd"}, "ramdisk"))
+        spec_data({"kernel": "k", "initrd": "i", key: "lz4"}, "ramdisk"))
+    # the default is no choice: a bundle's spec.json (every default written out) reads back clean
+    files = parse_spec(spec_data({"kernel": "k", "initrd": "i", key: "zstd"}, "ramdisk"))
+    assert parse_spec(json.loads(spec_json(files))) == files
 
 
 def test_zstd_squashfs_options_are_unchanged() -> None:
