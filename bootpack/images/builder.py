@@ -36,7 +36,7 @@ from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
 from .docker_image import docker_client, need_emulation, read_file, resolve_image
-from .netboot import WORK, Initrd, NetbootOptions, run_netboot
+from .netboot import WORK, Initrd, NetbootOptions, initrd_file, run_netboot
 from .roottree import add_boot_report, add_readonly_support, clean_tree, find_init, tree_size
 
 # dracut modules each root mode needs (field notes: network-legacy, not systemd-networkd).
@@ -77,11 +77,6 @@ class BuiltImage:
     kernel_version: str = ""
     keys: dict[str, str] = field(default_factory=dict)  # step -> cache key
     hits: dict[str, bool] = field(default_factory=dict)  # step -> reused from the cache
-
-
-def initrd_name(mode: str) -> str:
-    """A root mode's initrd in the rootfs step's cache folder."""
-    return f"initrd-{mode}.img"
 
 
 def image_modes(spec: Spec, name: str) -> set[str]:
@@ -137,9 +132,9 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
         raise BootpackError(f"{where}: /boot/vmlinuz-{kver} is missing from the image; add "
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
+    command = shlex.split(options.compress)
     for mode, initrd in initrds.items():
         if options.compress_on_host:
-            command = shlex.split(options.compress)
 
             def chunks(path: Path = initrd) -> Iterator[bytes]:
                 with path.open("rb") as f:
@@ -149,11 +144,11 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
             # fed on stdin as dracut feeds it: with the size unknown zstd picks the same
             # parameters, so the bytes are dracut's own (but for its record of its command line)
             run_fed([need(command[0], command[0]), *command[1:], "-f", "-o",
-                     out / initrd_name(mode)], chunks(), progress=progress,
+                     out / initrd_file(mode)], chunks(), progress=progress,
                     what=f"compressing the {mode} initrd (zstd, on this machine)")
             initrd.unlink()
         else:
-            os.replace(initrd, out / initrd_name(mode))
+            os.replace(initrd, out / initrd_file(mode))
     shutil.rmtree(tree / WORK)
     clean_tree(tree)
     add_readonly_support(tree)
@@ -209,8 +204,8 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"
     built.kernel_version = (rootfs / "kver").read_text().strip()
-    built.initrds = {m: rootfs / initrd_name(m) for m in DRACUT_MODES
-                     if (rootfs / initrd_name(m)).is_file()}
+    built.initrds = {m: rootfs / initrd_file(m) for m in DRACUT_MODES
+                     if (rootfs / initrd_file(m)).is_file()}
     tree = built.root = rootfs / "tree"
     init = (rootfs / "init").read_text().strip() or None
     if modes & {"live", "nfs", "ramdisk"} and init is None:

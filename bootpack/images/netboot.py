@@ -78,7 +78,8 @@ class NetbootOptions:
 
 
 def initrd_file(mode: str) -> str:
-    """Where the netboot script leaves a root mode's initrd, inside its scratch folder."""
+    """A root mode's initrd file name: in the netboot script's scratch folder and in the rootfs
+    step's cache folder."""
     return f"initrd-{mode}.img"
 
 
