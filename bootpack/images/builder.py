@@ -36,21 +36,22 @@ from . import families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
 from .docker_image import docker_client, need_emulation, read_file, resolve_image
-from .netboot import WORK, Initrd, NetbootOptions, initrd_file, run_netboot
+from .netboot import LIVE_INIT, WORK, Initrd, NetbootOptions, initrd_file, live_init_script, run_netboot
 from .roottree import add_boot_report, add_readonly_support, clean_tree, find_init, tree_size
 
-# dracut modules each root mode needs (field notes: network-legacy, not systemd-networkd).
+# dracut modules each dracut root mode needs (field notes: network-legacy, not systemd-networkd).
+# A live root boots bootpack's own init instead (netboot.live_init_script; docs/speed.md, round 5):
+# dracut's livenet initrd spent ~30 s of a 55 s boot under TCG, bootpack's takes ~4 s.
 DRACUT_MODULES = {
-    "live": ("livenet", "dmsquash-live", "network-legacy"),
     "nfs": ("nfs", "network-legacy"),
 }
-DRACUT_MODES = tuple(DRACUT_MODULES)  # the root modes that boot a dracut initrd
+INITRD_MODES = ("live", "nfs")  # the root modes that boot an initrd bootpack builds
 
 
 # The network drivers a netboot initrd carries (when the image's kernel has them): the NICs of
 # servers, desktops and virtual machines bootpack is used on. Every other Ethernet driver is left
 # out, and so are storage, file system, HID and crypto drivers a network root never loads: the
-# generic initrd was 50 MB (zstd), most of it modules. images.<name>.drivers adds more.
+# generic dracut initrd was 50 MB (zstd), most of it modules. images.<name>.drivers adds more.
 NIC_DRIVERS = (
     "virtio_pci", "virtio_net",  # QEMU/KVM
     "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "ice",  # Intel
@@ -58,10 +59,9 @@ NIC_DRIVERS = (
     "tg3", "bnxt_en",  # Broadcom
     "mlx4_en", "mlx5_core",  # Mellanox / NVIDIA
     "vmxnet3", "hv_netvsc", "xen_netfront",  # VMware, Hyper-V, Xen guests
-    "dm_mod", "dm_snapshot",  # dmsquash-live's device-mapper (the rest of drivers/md is left out)
 )
 
-ROOTFS_FORMAT = 3  # bump when the rootfs step's output layout or cleaning changes
+ROOTFS_FORMAT = 4  # bump when the rootfs step's output layout or cleaning changes
 
 
 @dataclass
@@ -95,25 +95,17 @@ def netboot_options(family: families.Family, user_packages: Iterable[str],
     """What the netboot container does; `foreign`: the image is for another CPU than this
     machine's (its initrd is compressed on the host)."""
     needs: set[str] = set()
-    if modes & {"live", "nfs"}:
-        needs.add(families.DRACUT)
-    if "live" in modes:
-        needs.add(families.LIVE)
     if "nfs" in modes:
-        needs.add(families.NFS)
+        needs |= {families.DRACUT, families.NFS}
     packages = list(dict.fromkeys(user_packages))
     packages += [p for p in family.needs(needs) if p not in packages]
-    # One initrd per root mode, each without the other modes' modules: a live initrd carries no
-    # NFS client, an NFS one no curl and its TLS libraries (dracut would take both wherever the
-    # image has their tools). The live one still loads sunrpc when the image has the NFS client.
-    initrds = tuple(
-        Initrd(mode, DRACUT_MODULES[mode],
-               tuple(m for other in DRACUT_MODES if other != mode for m in DRACUT_MODULES[other]
-                     if m not in DRACUT_MODULES[mode]),
-               rpc="nfs" not in DRACUT_MODULES[mode])
-        for mode in DRACUT_MODES if mode in modes)
+    # The NFS initrd leaves out dracut's live modules, which --no-hostonly would take wherever
+    # the image has them (the live root has its own init).
+    initrds = tuple(Initrd(mode, DRACUT_MODULES[mode], ("livenet", "dmsquash-live"))
+                    for mode in DRACUT_MODULES if mode in modes)
     return NetbootOptions(packages=tuple(packages), initrds=initrds, nics=NIC_DRIVERS,
-                          drivers=tuple(dict.fromkeys(drivers)), compress_on_host=foreign)
+                          drivers=tuple(dict.fromkeys(drivers)), compress_on_host=foreign,
+                          live_init=live_init_script() if "live" in modes else "")
 
 
 def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.Family,
@@ -133,6 +125,13 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
     command = shlex.split(options.compress)
+    if options.live_init:
+        # the staged live init as a cpio, written here (sorted, times
+        # SOURCE_DATE_EPOCH: the same bytes every time) and compressed as dracut's initrds are
+        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o",
+                 out / initrd_file("live")],
+                ramdisk.cpio_chunks(tree / WORK / LIVE_INIT, mtime),
+                progress=progress, what="packing the live initrd")
     for mode, initrd in initrds.items():
         if options.compress_on_host:
 
@@ -204,7 +203,7 @@ def build_image(loaded: LoadedSpec, name: str, *, cache: Cache, mtime: int,
     rootfs = entry.path
     built.kernel = rootfs / "vmlinuz"
     built.kernel_version = (rootfs / "kver").read_text().strip()
-    built.initrds = {m: rootfs / initrd_file(m) for m in DRACUT_MODES
+    built.initrds = {m: rootfs / initrd_file(m) for m in INITRD_MODES
                      if (rootfs / initrd_file(m)).is_file()}
     tree = built.root = rootfs / "tree"
     init = (rootfs / "init").read_text().strip() or None

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from ..errors import BootpackError
 
 # What an image must carry for each need of its entries.
-DRACUT = "dracut"  # any dracut-built netboot initrd (live, nfs)
-LIVE = "live"  # dracut livenet: squashfs over HTTP
+DRACUT = "dracut"  # a dracut-built netboot initrd (nfs)
 NFS = "nfs"  # dracut nfs root
 
 
@@ -24,7 +23,12 @@ class Family:
     ids: frozenset[str]  # os-release ID or ID_LIKE words that select this family
     update: str  # shell: refresh package lists
     install: str  # shell prefix: install packages (names appended)
+    download: str  # shell prefix: fetch packages' files into the current folder (names appended)
+    unpack: str  # shell: unpack the package file "$pkg" into the folder "$dest"
     clean: str  # shell: drop package lists and caches
+    # the package whose /bin/busybox (static) runs bootpack's live init; it is unpacked into the
+    # initrd only, never installed in the image
+    static_busybox: str = ""
     packages: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # suggested when an image has no kernel, by architecture
     kernel_packages: dict[str, str] = field(default_factory=dict)
@@ -37,10 +41,20 @@ class Family:
             return ""
         return f"{self.update}\n{self.install} {shlex.join(packages)}\n"
 
+    def unpack_script(self, packages: list[str], dest: str) -> str:
+        """Shell: fetch packages (package lists already updated) and unpack them into dest
+        without installing them."""
+        return "\n".join([
+            f"mkdir -p {dest} /tmp/bootpack-debs && cd /tmp/bootpack-debs",
+            f"{self.download} {shlex.join(packages)}",
+            f"for pkg in *; do dest={dest}; {self.unpack}; done",
+            "cd / && rm -rf /tmp/bootpack-debs",
+        ])
+
     def needs(self, modes: set[str]) -> list[str]:
         """Packages the given needs bring, in a stable order without repeats."""
         out: list[str] = []
-        for need in (DRACUT, LIVE, NFS):
+        for need in (DRACUT, NFS):
             if need in modes:
                 out += [p for p in self.packages.get(need, ()) if p not in out]
         return out
@@ -52,19 +66,21 @@ DEBIAN = Family(
     update="apt-get update -q",
     install="DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
     "-o Dpkg::Options::=--force-confold",
+    download="apt-get download -q -o APT::Sandbox::User=root",
+    unpack='dpkg-deb -x "$pkg" "$dest"',
     clean="apt-get clean && rm -rf /var/lib/apt/lists/*",
     packages={
         # network-legacy silently drops out without isc-dhcp-client, arping and pgrep (procps);
         # the network module pulls systemd-networkd, which needs dbus (field notes).
         DRACUT: ("dracut", "dracut-network", "dbus", "isc-dhcp-client", "iputils-arping", "procps",
                  "zstd"),  # zstd: dracut --compress zstd falls back to gzip without it
-        LIVE: ("dracut-live", "curl"),  # livenet's url-lib needs curl
         # netbase: /etc/protocols, /etc/services and /etc/rpc. Without them dracut's nfs module
         # leaves them out of the initrd and mount.nfs cannot resolve "tcp" to reach rpcbind and
         # mountd: an NFSv3 root fails with "mount.nfs: Protocol not supported".
         NFS: ("nfs-common", "netbase"),
     },
     kernel_packages={"x86_64": "linux-image-amd64", "arm64": "linux-image-arm64"},
+    static_busybox="busybox-static",
 )
 
 FAMILIES: tuple[Family, ...] = (DEBIAN,)

@@ -2,8 +2,10 @@
 
 One container does it all, so nothing of the host leaks in: it installs the packages the user
 asked for plus what the image's boot needs (families.Family.needs), copies the overlay over the
-root, then runs dracut for the image's own kernel with the modules the entries need. Its file
-system is then exported into a host folder; the kernel and initrd are taken out of it.
+root, runs dracut for the image's own kernel with the modules an NFS root needs, and stages
+bootpack's own live init (live-init.sh, busybox, the kernel's modules it loads) for a live root.
+Its file system is then exported into a host folder; the kernel, the dracut initrd and the
+staged live init (packed into a cpio on the host) are taken out of it.
 
 While packages install, /usr/bin/dracut is diverted to a no-op, so kernel and dracut postinst
 scripts do not spend a minute building an initrd we would throw away.
@@ -28,21 +30,27 @@ from .docker_image import export_tree, remove_quietly
 from .families import Family
 
 WORK = ".bootpack"  # scratch folder at the container's root, removed from the exported tree
-NO_KERNEL, NO_INIT, NO_DRIVER = 64, 65, 66
+NO_KERNEL, NO_INIT, NO_DRIVER, NO_LIVE_MODULE = 64, 65, 66, 67
 KERNEL_PACKAGES = ("linux-image", "linux-generic", "linux-virtual", "linux-kernel")
+LIVE_INIT = "live-init"  # the live init's staged root, in WORK
+# What the live init mounts: the squashfs on a loop device under an overlay.
+LIVE_MODULES = ("squashfs", "loop", "overlay")
+
+
+def live_init_script() -> str:
+    """The live initrd's /init (shipped with bootpack, part of the rootfs step's cache key)."""
+    return (Path(__file__).parent / "live-init.sh").read_text()
 
 
 @dataclass(frozen=True)
 class Initrd:
     """One dracut netboot initrd: the root mode it boots, the dracut modules it adds and those it
     leaves out beyond NetbootOptions.dracut_omit (--no-hostonly takes every module whose tools
-    the image has, e.g. nfs wherever nfs-common is installed). `rpc`: load sunrpc in the initrd
-    when the image has the NFS client (below)."""
+    the image has)."""
 
     mode: str
     add: tuple[str, ...]
     omit: tuple[str, ...] = ()
-    rpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class NetbootOptions:
     compress_on_host: bool = False
     nics: tuple[str, ...] = ()  # NIC drivers to carry when the kernel has them
     drivers: tuple[str, ...] = ()  # the user's extra modules: the kernel must have each
+    live_init: str = ""  # the live initrd's /init, staged in WORK/LIVE_INIT; "": no live root
 
     def dracut_args(self, initrd: Initrd) -> list[str]:
         # --no-hostonly: the initrd boots any machine, not only the build container.
@@ -81,15 +90,6 @@ def initrd_file(mode: str) -> str:
     """A root mode's initrd file name: in the netboot script's scratch folder and in the rootfs
     step's cache folder."""
     return f"initrd-{mode}.img"
-
-
-# An image with the NFS client (nfs-common, nfs-utils) mounts rpc_pipefs in its booted system,
-# which needs the sunrpc module. An initrd without dracut's nfs module (live) would leave sunrpc
-# to the booted system, loaded from the squashfs in the middle of its parallel start: under load
-# run-rpc_pipefs.mount hit systemd's 90 s timeout (docs/speed.md, round 2). So such an initrd
-# carries sunrpc and loads it first (--force-drivers: rd.driver.pre), as the nfs module would.
-_RPC = ('rpc=""; if [ -e /sbin/mount.nfs ] || [ -e /usr/sbin/mount.nfs ]; then '
-        'rpc="--force-drivers sunrpc"; fi')
 
 
 # In the container, for kernel $kver: $drivers, the wanted modules the kernel has, and $omit,
@@ -118,6 +118,50 @@ drivers=$(tr '\n' ' ' < $w/wanted); omit=$(tr '\n' ' ' < $w/omit)
 """
 
 
+# In the container, for kernel $kver: bootpack's live init staged in /WORK/LIVE_INIT, where /init
+# already is (the host packs the folder into a cpio): busybox-static with a link per applet; the
+# modules the live root needs (LIVE_MODULES; sunrpc too when the image has the NFS client, see
+# _RPC), the user's drivers (the kernel must have each) and the NICs of NIC_DRIVERS the kernel
+# has, each with its dependencies and firmware; depmod's index of them; and /etc/bootpack/modules,
+# what /init loads besides the drivers of the devices it finds.
+# sunrpc: an image with the NFS client (nfs-common) mounts rpc_pipefs in its booted system; left
+# to the booted system, sunrpc loads from the squashfs in the middle of its parallel start, and
+# under load run-rpc_pipefs.mount hit systemd's 90 s timeout (docs/speed.md, round 2).
+_LIVE_STAGE = r"""
+s=/{work}/{stage}; w=/{work}
+mkdir -p $s/bin $s/etc/bootpack $s/proc $s/sys $s/dev $s/run $s/sysroot $s/tmp
+cp $w/tools/bin/busybox $s/bin/busybox
+for a in $($s/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox $s/bin/$a; done
+live="{live}"
+if [ -e /sbin/mount.nfs ] || [ -e /usr/sbin/mount.nfs ]; then live="$live sunrpc"; fi
+: > $w/live-deps
+for m in $live; do
+  if ! modprobe -S "$kver" --show-depends "$m" >> $w/live-deps 2>/dev/null; then
+    echo "bootpack: the image's kernel $kver has no module $m, which a live root needs" >&2
+    exit {no_live}
+  fi
+done
+for m in {drivers}; do
+  if ! modprobe -S "$kver" --show-depends "$m" >> $w/live-deps 2>/dev/null; then
+    echo "bootpack: the image's kernel $kver has no module $m" >&2; exit {no_driver}
+  fi
+done
+for m in {nics}; do modprobe -S "$kver" --show-depends "$m" >> $w/live-deps 2>/dev/null || :; done
+awk '$1=="insmod" {{print $2}}' $w/live-deps | sort -u | while read -r f; do
+  cp --parents "$f" $s
+  for fw in $(modinfo -F firmware "$f"); do
+    for x in "/lib/firmware/$fw" "/lib/firmware/$fw.xz" "/lib/firmware/$fw.zst"; do
+      if [ -e "$x" ]; then cp --parents "$x" $s; fi
+    done
+  done
+done
+mkdir -p "$s/lib/modules/$kver"
+cp "/lib/modules/$kver"/modules.order "/lib/modules/$kver"/modules.builtin* "$s/lib/modules/$kver/"
+depmod -b $s "$kver"
+echo $live > $s/etc/bootpack/modules
+"""
+
+
 def netboot_script(family: Family, options: NetbootOptions) -> str:
     lines = ["#!/bin/sh", "set -eu", "cd /"]
     if not any(p.startswith(KERNEL_PACKAGES) for p in options.packages):
@@ -133,8 +177,13 @@ def netboot_script(family: Family, options: NetbootOptions) -> str:
             "rm -f /usr/bin/dracut",
             "dpkg-divert --quiet --local --rename --remove /usr/bin/dracut"
             if family.name == "debian" else ":",
-            family.clean,
         ]
+    if options.live_init:
+        if not options.packages:
+            lines.append(family.update)
+        lines.append(family.unpack_script([family.static_busybox], f"/{WORK}/tools"))
+    if options.packages or options.live_init:
+        lines.append(family.clean)
     lines += [
         f"if [ -d /{WORK}/overlay ]; then cp -a /{WORK}/overlay/. /; fi",
         "kver=$(ls -1 /lib/modules 2>/dev/null | sort -V | tail -n 1)",
@@ -152,17 +201,20 @@ def netboot_script(family: Family, options: NetbootOptions) -> str:
             restrict = ' --drivers "$drivers" --omit-drivers "$omit"'
         else:
             restrict = ""
-        if any(i.rpc for i in options.initrds):
-            lines.append(_RPC)
         for initrd in options.initrds:
-            rpc = " $rpc" if initrd.rpc else ""
-            lines.append(f'dracut {shlex.join(options.dracut_args(initrd))}{restrict}{rpc} '
+            lines.append(f'dracut {shlex.join(options.dracut_args(initrd))}{restrict} '
                          f'--kver "$kver" /{WORK}/{initrd_file(initrd.mode)}')
+    if options.live_init:
+        lines.append(_LIVE_STAGE.format(
+            work=WORK, stage=LIVE_INIT, live=" ".join(LIVE_MODULES), no_live=NO_LIVE_MODULE,
+            drivers=" ".join(shlex.quote(d) for d in options.drivers), no_driver=NO_DRIVER,
+            nics=" ".join(shlex.quote(d) for d in options.nics)).rstrip())
     return "\n".join(lines) + "\n"
 
 
-def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
-    """The scratch folder as a tar for put_archive: the script and the overlay (owned by root)."""
+def _work_archive(script: str, overlay: Path | None, mtime: int, live_init: str = "") -> bytes:
+    """The scratch folder as a tar for put_archive: the script, the overlay (owned by root) and
+    the live init."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         def add_dir(name: str) -> None:
@@ -170,11 +222,17 @@ def _work_archive(script: str, overlay: Path | None, mtime: int) -> bytes:
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
             tar.addfile(info)
 
+        def add_file(name: str, text: str) -> None:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, mtime
+            tar.addfile(info, io.BytesIO(data))
+
         add_dir(WORK)
-        data = script.encode()
-        info = tarfile.TarInfo(f"{WORK}/netboot.sh")
-        info.size, info.mode, info.mtime = len(data), 0o755, mtime
-        tar.addfile(info, io.BytesIO(data))
+        add_file(f"{WORK}/netboot.sh", script)
+        if live_init:
+            add_dir(f"{WORK}/{LIVE_INIT}")
+            add_file(f"{WORK}/{LIVE_INIT}/init", live_init)
         if overlay is not None:
             add_dir(f"{WORK}/overlay")
             for path in walk(overlay):
@@ -196,7 +254,8 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
                 progress: Progress = SILENT) -> tuple[str, dict[str, Path]]:
     """Run the netboot script in a container from image_id and export its file system to target.
 
-    Returns (kernel version, root mode -> path of its initrd inside target)."""
+    Returns (kernel version, root mode -> path of its dracut initrd inside target). The staged
+    live init, if any, is target/WORK/LIVE_INIT."""
     script = netboot_script(family, options)
     for line in script.splitlines():
         progress.detail(f"[container] {line}")
@@ -206,7 +265,7 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
             image_id, entrypoint=["/bin/sh", f"/{WORK}/netboot.sh"], command=[], user="0",
             working_dir="/", environment={"SOURCE_DATE_EPOCH": str(mtime), "LC_ALL": "C.UTF-8"},
             labels={"org.bootpack.step": "netboot"})
-        container.put_archive("/", _work_archive(script, overlay, mtime))
+        container.put_archive("/", _work_archive(script, overlay, mtime, options.live_init))
         container.start()
         log: list[str] = []
         for raw in container.logs(stream=True, follow=True):
@@ -223,6 +282,12 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
         if code == NO_INIT:
             raise BootpackError(f"{where}: the image has no /sbin/init; add \"systemd-sysv\" to "
                                 "its packages (or install an init system in the Dockerfile)")
+        if code == NO_LIVE_MODULE:
+            missing = next((line.split(" has no module ", 1)[-1].split(",")[0]
+                            for line in reversed(log) if "has no module" in line), "?")
+            raise BootpackError(f"{where}: the image's kernel has no module {missing!r}, which a "
+                                "live root needs (squashfs, loop and overlay, as modules or built "
+                                "in); use a distribution kernel or root = 'nfs' or 'ramdisk'")
         if code == NO_DRIVER:
             missing = next((line.rsplit(" ", 1)[-1] for line in reversed(log)
                             if "has no module" in line), "?")
@@ -244,4 +309,7 @@ def run_netboot(client: docker.DockerClient, image_id: str, family: Family, opti
     if absent:
         raise BootpackError(f"{where}: dracut made no initrd for {', '.join(absent)} in a "
                             f"container of {image_id[:19]}")
+    if options.live_init and not (target / WORK / LIVE_INIT / "bin" / "busybox").is_file():
+        raise BootpackError(f"{where}: the live init was not staged (no busybox) in a container "
+                            f"of {image_id[:19]}")
     return kver, initrds

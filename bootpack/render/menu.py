@@ -77,9 +77,12 @@ def kernel_cmdline(spec: Spec, site: Site, entry: Entry, extra: str = "",
             # Owners as numbers both ways, no id-mapping upcall (the appliance's Ganesha sends
             # numeric owners, Only_Numeric_Owners): booting never waits in nfs_idmap_get_key.
             words.append("nfs.nfs4_disable_idmapping=1")
-    elif entry.root == "live" and entry.image is not None:
+    elif entry.root == "live" and image is not None and entry.image is not None:
         url = f"{site.http_base}/{layout.squashfs_path(entry.image)}"
-        words += [f"root=live:{url}", "rd.live.overlay.overlayfs=1", "ip=dhcp", "rd.neednet=1"]
+        words.append(f"root=live:{url}")
+        if not image.container:
+            # the user's dracut livenet initrd; bootpack's own live init needs only root=
+            words += ["rd.live.overlay.overlayfs=1", "ip=dhcp", "rd.neednet=1"]
     words += [w for w in (entry.cmdline.strip(), extra.strip()) if w]
     report = host.report_up if host is not None and host.report_up is not None else entry.report_up
     if report and entry.image is not None:

@@ -404,8 +404,9 @@ class Image(_Section):
     from_: ImageRef | None = Field(
         None, alias="from",
         description="Container image reference (local, else pulled), e.g. 'debian:bookworm-slim'. "
-        "bootpack installs what the entries need, builds a dracut netboot initrd for the image's "
-        "kernel and packs its root tree for live, nfs and ramdisk entries. Debian-family images.",
+        "bootpack installs what the entries need, builds the netboot initrds for the image's "
+        "kernel (its own busybox init for live, dracut's for nfs) and packs its root tree for "
+        "live, nfs and ramdisk entries. Debian-family images.",
     )
     dockerfile: SpecPath | None = Field(
         None, description="Dockerfile to build the image from (context: its folder); as `from`."
@@ -420,8 +421,8 @@ class Image(_Section):
     )
     drivers: list[Driver] = Field(
         default_factory=list,
-        description="Extra kernel modules (e.g. a NIC driver: 'sfc') for the dracut netboot initrd "
-        "of a from/dockerfile image, with their dependencies. The initrd carries only the "
+        description="Extra kernel modules (e.g. a NIC driver: 'sfc') for the netboot initrds (live "
+        "and nfs) of a from/dockerfile image, with their dependencies. The initrds carry only the "
         "network drivers bootpack supports (virtio_net, e1000, e1000e, igb, igc, ixgbe, i40e, ice, "
         "r8169, tg3, bnxt_en, mlx4_en, mlx5_core, vmxnet3, hv_netvsc, xen_netfront), not every "
         "module of the kernel.",
@@ -460,7 +461,9 @@ class Entry(_Section):
     root: RootMode = Field(
         "ramdisk",
         description="ramdisk: the initrd is the root (for from/dockerfile images: the whole root "
-        "tree as an initramfs); nfs: root over NFS; live: dracut livenet squashfs over HTTP; "
+        "tree as an initramfs); nfs: root over NFS; live: a squashfs fetched over HTTP into RAM "
+        "under a RAM overlay (by bootpack's own initrd for from/dockerfile images, by dracut's "
+        "livenet for given files); "
         "local: boot the local disk.",
     )
     cmdline: Cmdline = Field("", description="Extra kernel command line.")

@@ -18,7 +18,7 @@ from bootpack.errors import BootpackError
 from bootpack.images import families, ramdisk, roottree, squashfs
 from bootpack.images.builder import netboot_options
 from bootpack.images.cache import Cache
-from bootpack.images.netboot import NO_DRIVER, Initrd, netboot_script
+from bootpack.images.netboot import NO_DRIVER, NO_LIVE_MODULE, Initrd, live_init_script, netboot_script
 from bootpack.render.pxelinux import default_config
 from bootpack.spec import load_spec, parse_spec
 from bootpack.spec.model import RamdiskCompression, SquashfsCompression
@@ -120,9 +120,10 @@ def test_pxelinux_for_container_images() -> None:
     spec = parse_spec(spec_data({"dockerfile": "Dockerfile"}, "live", "nfs", "ramdisk"))
     text = default_config(spec, Site.from_spec(spec))
     live, nfs, rd = text.split("\nLABEL ")[1:]
-    # one dracut initrd per root mode: the live one has no NFS client, the NFS one no curl
+    # an initrd per root mode: bootpack's live init, dracut's for NFS
     assert "INITRD http://10.0.2.2:8080/images/os/initrd-live.img" in live
     assert "root=live:http://10.0.2.2:8080/images/os/squashfs.img" in live
+    assert "rd.live" not in live and "ip=dhcp" not in live  # dracut's words: not for our init
     assert "INITRD http://10.0.2.2:8080/images/os/initrd-nfs.img" in nfs
     assert "root=nfs:10.0.2.2:/srv/bootpack/roots/os" in nfs
     assert "INITRD http://10.0.2.2:8080/images/os/ramdisk.img" in rd and "root=" not in rd
@@ -141,62 +142,113 @@ def test_families() -> None:
 def test_netboot_options_follow_the_root_modes() -> None:
     debian = families.DEBIAN
     live = netboot_options(debian, ["openssh-server"], {"live"})
-    assert live.packages[0] == "openssh-server"
-    assert {"dracut", "dracut-network", "dracut-live", "curl", "dbus", "isc-dhcp-client",
-            "iputils-arping", "procps"} <= set(live.packages)
-    assert "nfs-common" not in live.packages
-    assert live.initrds == (Initrd("live", ("livenet", "dmsquash-live", "network-legacy"), ("nfs",),
-                                   rpc=True),)
+    # a live root boots bootpack's own init: nothing of dracut is installed in the image
+    assert live.packages == ("openssh-server",) and live.initrds == ()
+    assert live.live_init == live_init_script() and live.live_init.startswith("#!/bin/sh")
     nfs = netboot_options(debian, [], {"nfs"})
-    assert "nfs-common" in nfs.packages
+    assert {"dracut", "dracut-network", "dbus", "isc-dhcp-client", "iputils-arping", "procps",
+            "nfs-common"} <= set(nfs.packages)
     assert nfs.initrds == (Initrd("nfs", ("nfs", "network-legacy"), ("livenet", "dmsquash-live")),)
+    assert nfs.live_init == ""
     # /etc/protocols etc. for mount.nfs in the initrd: NFSv3 needs them to reach rpcbind/mountd.
     assert "netbase" in nfs.packages
     only_ram = netboot_options(debian, [], {"ramdisk"})
-    assert only_ram.packages == () and only_ram.initrds == ()
-    script = netboot_script(debian, live)
-    assert "--no-hostonly" in script and "--omit 'systemd-networkd crypt" in script
-    assert "--reproducible" in script and "'livenet dmsquash-live network-legacy'" in script
+    assert only_ram.packages == () and only_ram.initrds == () and only_ram.live_init == ""
     assert "dracut" not in netboot_script(debian, only_ram).split("fi\n")[-1]
-    assert "--compress 'zstd -19 -q -T0'" in script and "--no-compress" not in script
-    # an image of another CPU: dracut (emulated) leaves compression to this machine's zstd
-    foreign = netboot_script(debian, netboot_options(debian, [], {"live"}, foreign=True))
-    assert "--no-compress" in foreign and "--compress" not in foreign.replace("--no-compress", "")
-    # an image with live and nfs entries gets two initrds from one container run, each without
-    # the other's modules (dracut --no-hostonly would take nfs wherever nfs-common is installed);
-    # the live one loads sunrpc when the image has mount.nfs (its booted system mounts rpc_pipefs)
+    assert "apt-get" not in netboot_script(debian, only_ram)
+    # live alone: package lists for busybox-static, unpacked for the initrd, never installed
+    script = netboot_script(debian, live)
+    assert "dracut " not in script.split("fi\n", 1)[1].replace("/usr/bin/dracut", "")
+    download = "apt-get download -q -o APT::Sandbox::User=root busybox-static"
+    assert script.index("apt-get update") < script.index(download) < script.index("apt-get clean")
+    assert 'dpkg-deb -x "$pkg" "$dest"' in script and "dest=/.bootpack/tools" in script
+    assert "cp $w/tools/bin/busybox $s/bin/busybox" in script
+    assert 'live="squashfs loop overlay"' in script and 'depmod -b $s "$kver"' in script
+    # no user packages: one update just for the download
+    assert netboot_script(debian, netboot_options(debian, [], {"live"})).count("apt-get update") == 1
+    # an image with live and nfs entries: one container run, one dracut initrd (nfs), and the
+    # staged live init after it
     both = netboot_script(debian, netboot_options(debian, [], {"live", "nfs", "ramdisk"}))
     runs = [line for line in both.splitlines() if line.startswith("dracut ")]
-    assert len(runs) == 2
-    assert "--add 'livenet dmsquash-live network-legacy'" in runs[0] and " nfs'" in runs[0]
-    assert runs[0].endswith(" $rpc --kver \"$kver\" /.bootpack/initrd-live.img")
-    assert "--add 'nfs network-legacy'" in runs[1] and "qemu livenet dmsquash-live'" in runs[1]
-    assert "$rpc" not in runs[1] and runs[1].endswith("/.bootpack/initrd-nfs.img")
-    assert 'rpc="--force-drivers sunrpc"' in both.split(runs[0])[0]
+    assert len(runs) == 1 and "--add 'nfs network-legacy'" in runs[0]
+    assert "qemu livenet dmsquash-live'" in runs[0] and runs[0].endswith("/.bootpack/initrd-nfs.img")
+    assert "--compress 'zstd -19 -q -T0'" in runs[0]
+    assert both.index(runs[0]) < both.index("s=/.bootpack/live-init")
+    # an image of another CPU: dracut (emulated) leaves compression to this machine's zstd
+    foreign = netboot_script(debian, netboot_options(debian, [], {"nfs"}, foreign=True))
+    assert "--no-compress" in foreign and "--compress" not in foreign.replace("--no-compress", "")
 
 
-@pytest.mark.parametrize(("client", "expected"), [(True, "--force-drivers sunrpc"), (False, "")])
-def test_live_initrd_loads_sunrpc_only_with_the_nfs_client(tmp_path: Path, client: bool,
-                                                           expected: str) -> None:
-    """The script's sunrpc switch, run here by sh against a fake root: mount.nfs present (the
-    image has nfs-common) turns it on."""
+def _live_modules_part(script: str) -> str:
+    """The live stage's module lists (from live= to the copying), as the container runs them."""
+    return script[script.index('live="'):script.index("awk '$1==\"insmod\"")]
+
+
+@pytest.mark.parametrize(("client", "expected"), [(True, "squashfs loop overlay sunrpc"),
+                                                  (False, "squashfs loop overlay")])
+def test_live_init_loads_sunrpc_only_with_the_nfs_client(tmp_path: Path, client: bool,
+                                                         expected: str) -> None:
+    """The stage's sunrpc switch, run here by sh against a fake root: mount.nfs present (the
+    image has nfs-common) adds sunrpc to what /init loads (its booted system mounts rpc_pipefs)."""
     script = netboot_script(families.DEBIAN, netboot_options(families.DEBIAN, [], {"live"}))
-    line = next(x for x in script.splitlines() if x.startswith('rpc=""'))
+    line = next(x for x in script.splitlines() if x.startswith("if [ -e /sbin/mount.nfs ]"))
     root = tmp_path / "root"
     (root / "sbin").mkdir(parents=True)
     if client:
         (root / "sbin/mount.nfs").write_text("")
-    probe = line.replace(" /", f" {root}/")  # the tests' paths, under the fake root
-    out = subprocess.run(["sh", "-c", f'{probe}\nprintf %s "$rpc"'], capture_output=True,
-                         text=True, check=True).stdout
+    probe = line.replace(" /", f" {root}/")  # the image's paths, under the fake root
+    out = subprocess.run(["sh", "-c", f'live="squashfs loop overlay"\n{probe}\nprintf %s "$live"'],
+                         capture_output=True, text=True, check=True).stdout
     assert out == expected
 
 
+@pytest.mark.parametrize(("missing", "status", "message"), [
+    ("overlay", NO_LIVE_MODULE, "has no module overlay, which a live root needs"),
+    ("sfc", NO_DRIVER, "has no module sfc"),
+])
+def test_live_init_needs_its_modules_and_the_users_drivers(tmp_path: Path, missing: str,
+                                                          status: int, message: str) -> None:
+    """The live stage stops with its own exit status when the kernel lacks a module the live
+    root needs or a driver the user listed; NICs the kernel lacks are skipped. Run by sh with a
+    fake modprobe, as in the container."""
+    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
+    body = _live_modules_part(netboot_script(families.DEBIAN, options))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "modprobe").write_text(
+        f'#!/bin/sh\ncase "$4" in {missing}|e1000*) exit 1;; esac\n'
+        'echo "insmod /lib/modules/6.1/$4.ko"\n')
+    (fake / "modprobe").chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
+                            text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert result.returncode == status and message in result.stderr
+
+
+def test_live_init_skips_the_nics_the_kernel_lacks(tmp_path: Path) -> None:
+    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
+    body = _live_modules_part(netboot_script(families.DEBIAN, options))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "modprobe").write_text('#!/bin/sh\ncase "$4" in e1000*|ice) exit 1;; esac\n'
+                                   'echo "insmod /lib/modules/6.1/$4.ko"\n')
+    (fake / "modprobe").chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
+                            text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    loaded = [line.split("/")[-1] for line in (work / "live-deps").read_text().splitlines()]
+    assert loaded[:4] == ["squashfs.ko", "loop.ko", "overlay.ko", "sfc.ko"]
+    assert "virtio_net.ko" in loaded and "e1000.ko" not in loaded and "ice.ko" not in loaded
+
+
 def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:
-    """The slim initrd: --drivers with bootpack's NICs (those the kernel has) and the user's
+    """The slim NFS initrd: --drivers with bootpack's NICs (those the kernel has) and the user's
     (which the kernel must have), every other network driver omitted. The shell part runs here
     against a fake modprobe and module tree, as it runs in the container."""
-    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc", "sfc"])
+    options = netboot_options(families.DEBIAN, [], {"nfs"}, ["sfc", "sfc"])
     assert options.drivers == ("sfc",) and "virtio_net" in options.nics
     script = netboot_script(families.DEBIAN, options)
     assert '--drivers "$drivers" --omit-drivers "$omit"' in script
@@ -229,7 +281,7 @@ def test_netboot_initrd_carries_only_the_listed_drivers(tmp_path: Path) -> None:
     # sfc's dependency mtd-x stays (as mtd_x); bnx2x and the USB NIC go; PHYs are never omitted
     assert out["OMIT"].split() == ["bnx2x", "r8152", "rpcrdma"]
     # a driver the kernel lacks stops the build with its own exit status
-    missing = netboot_script(families.DEBIAN, netboot_options(families.DEBIAN, [], {"live"}, ["nope"]))
+    missing = netboot_script(families.DEBIAN, netboot_options(families.DEBIAN, [], {"nfs"}, ["nope"]))
     body = missing[missing.index("w=/.bootpack"):missing.index("dracut --reproducible")]
     result = subprocess.run(["sh", "-euc", f"kver=6.1\n{body.replace('w=/.bootpack', f'w={work}')}"],
                             capture_output=True, text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})

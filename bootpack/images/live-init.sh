@@ -1,0 +1,116 @@
+#!/bin/sh
+# bootpack's live init: /init of the initrd of a `root = "live"` entry of an image bootpack
+# builds. It runs busybox alone (no udev, no systemd): loads the drivers the machine's devices
+# ask for, takes one DHCP lease, fetches the squashfs named by root=live:URL into RAM, mounts it
+# under a RAM overlay and hands over to the image's init. Kernel to switch_root took ~4 s under
+# TCG where dracut's systemd initrd with livenet took ~30 s (docs/speed.md, round 5).
+#
+# Kernel command line: root=live:URL (required), BOOTIF=01-MAC (the loader's NIC, tried first),
+# init=PATH (default /sbin/init), bootpack.debug (trace this script on the console).
+#
+# The same file is udhcpc's script (udhcpc -s /init): then it is not PID 1.
+if [ "$$" != 1 ]; then
+    case "$1" in
+    bound)
+        ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+        if [ -n "${router:-}" ]; then
+            ip route replace default via "${router%% *}" dev "$interface"
+        fi
+        for server in ${dns:-}; do echo "nameserver $server"; done > /etc/resolv.conf
+        ;;
+    esac
+    exit 0
+fi
+
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1  # the cpio has no /dev/console: the kernel opened none
+
+say() { echo "bootpack: $*" > /dev/kmsg; }  # kernel log: timestamped, on every console
+fail() {
+    say "$*"
+    say "starting a shell on the console; leaving it reboots the machine"
+    sh
+    reboot -f
+}
+
+url= bootif= init=/sbin/init
+set -f  # the command line's words are not file patterns
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+    root=live:*) url=${word#root=live:} ;;
+    BOOTIF=*) bootif=$(echo "${word#BOOTIF=}" | sed 's/^01[-:]//; s/-/:/g' | tr A-F a-f) ;;
+    init=*) init=${word#init=} ;;
+    bootpack.debug) set -x ;;
+    esac
+done
+set +f
+[ -n "$url" ] || fail "no root=live:URL on the kernel command line"
+say "live root $url"
+
+# Drivers for the devices present, by their modalias; a second round for the devices the first
+# one's drivers brought (virtio_pci -> the virtio bus -> virtio_net).
+for round in 1 2; do
+    # shellcheck disable=SC2046  # one word per alias
+    modprobe -q -b -a $(sort -u /sys/bus/*/devices/*/modalias 2>/dev/null)
+done
+# shellcheck disable=SC2046
+modprobe -a $(cat /etc/bootpack/modules) || fail "cannot load $(cat /etc/bootpack/modules)"
+
+# One DHCP lease on the first NIC with a link that gets one: the loader's NIC first. Links come
+# up a few seconds after the driver resets them (and switch ports may hold them back), so keep
+# trying for a minute.
+ip link set lo up
+nics=
+for dev in /sys/class/net/*; do
+    name=${dev##*/}
+    [ "$name" = lo ] && continue
+    ip link set "$name" up
+    if [ "$(cat "$dev/address")" = "$bootif" ]; then nics="$name $nics"; else nics="$nics $name"; fi
+done
+[ -n "$nics" ] || fail "no network interface: the kernel has no driver for this machine's NIC (add it to images.NAME.drivers)"
+up= waited=0
+while [ -z "$up" ]; do
+    for name in $nics; do
+        [ "$(cat "/sys/class/net/$name/carrier" 2>/dev/null)" = 1 ] || continue
+        if udhcpc -i "$name" -s /init -f -q -n -t 3 -T 1 -A 1 >/dev/null 2>&1; then
+            up=$name
+            break
+        fi
+    done
+    if [ -z "$up" ]; then
+        [ "$waited" -ge 60 ] && fail "no DHCP lease on$nics within 60 s"
+        sleep 1
+        waited=$((waited + 1))
+    fi
+done
+say "network up on $up: $(ip -4 -o addr show dev "$up" | awk '{print $4}')"
+
+# The squashfs in a RAM file system, the overlay's writes in another (a full root must not fill
+# /run, which the booted system keeps).
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mkdir -p /run/bootpack/squashfs /run/bootpack/overlay
+tries=1
+until wget -q -O /run/bootpack/root.squashfs "$url"; do
+    [ "$tries" -ge 5 ] && fail "cannot fetch $url (5 tries)"
+    say "fetching $url failed; try $((tries + 1)) of 5 in $tries s"
+    sleep "$tries"
+    tries=$((tries + 1))
+done
+say "fetched $(stat -c %s /run/bootpack/root.squashfs) bytes"
+mount -t squashfs -o ro,loop /run/bootpack/root.squashfs /run/bootpack/squashfs \
+    || fail "$url is not a squashfs this kernel can mount"
+mount -t tmpfs -o mode=0755 tmpfs /run/bootpack/overlay
+mkdir -p /run/bootpack/overlay/upper /run/bootpack/overlay/work /sysroot
+mount -t overlay overlay -o "lowerdir=/run/bootpack/squashfs,upperdir=/run/bootpack/overlay/upper,workdir=/run/bootpack/overlay/work" /sysroot \
+    || fail "cannot mount the overlay on the squashfs"
+[ -e "/sysroot$init" ] || [ -L "/sysroot$init" ] || fail "the root has no $init"
+
+# The booted system keeps /run (the squashfs file and its mounts) and /dev.
+say "switching to $init"
+mount --move /run /sysroot/run
+mount --move /dev /sysroot/dev
+umount /sys /proc
+exec switch_root /sysroot "$init" "$@"
