@@ -50,14 +50,22 @@ set +f
 [ -n "$url" ] || fail "no root=live:URL on the kernel command line"
 say "live root $url"
 
-# Drivers for the devices present, by their modalias; a second round for the devices the first
-# one's drivers brought (virtio_pci -> the virtio bus -> virtio_net).
-for round in 1 2; do
-    # shellcheck disable=SC2046  # one word per alias
-    modprobe -q -b -a $(sort -u /sys/bus/*/devices/*/modalias 2>/dev/null)
+# Drivers for the devices present, by their modalias, round after round while a round loads
+# more: a driver brings new devices (virtio_pci -> the virtio bus -> virtio_net; a PCI host).
+count=-1
+while [ "$count" != "$(wc -l < /proc/modules)" ]; do
+    count=$(wc -l < /proc/modules)
+    aliases=$(sort -u /sys/bus/*/devices/*/modalias 2>/dev/null)
+    set -f  # an alias may hold '*'
+    # shellcheck disable=SC2086  # one word per alias
+    modprobe -q -b -a $aliases
+    set +f
 done
-# shellcheck disable=SC2046
-modprobe -a $(cat /etc/bootpack/modules) || fail "cannot load $(cat /etc/bootpack/modules)"
+# What the live root mounts with (built into some kernels: then modprobe has nothing to do, and
+# a kernel without one fails below, at the mount that needs it).
+modules=$(cat /etc/bootpack/modules)
+# shellcheck disable=SC2086
+modprobe -a $modules || say "could not load every one of: $modules"
 
 # One DHCP lease on the first NIC with a link that gets one: the loader's NIC first. Links come
 # up a few seconds after the driver resets them (and switch ports may hold them back), so keep
@@ -75,7 +83,8 @@ up= waited=0
 while [ -z "$up" ]; do
     for name in $nics; do
         [ "$(cat "/sys/class/net/$name/carrier" 2>/dev/null)" = 1 ] || continue
-        if udhcpc -i "$name" -s /init -f -q -n -t 3 -T 1 -A 1 >/dev/null 2>&1; then
+        # -C: no client id, the server knows the client by its MAC as it did the firmware
+        if udhcpc -i "$name" -s /init -C -f -q -n -t 3 -T 1 -A 1 >/dev/null 2>&1; then
             up=$name
             break
         fi

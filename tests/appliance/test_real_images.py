@@ -1,5 +1,6 @@
 """End to end with real images: the livenet example (Debian 12 with systemd, built from a
-Dockerfile by the image builder into a dracut initrd, a live squashfs and an NFS root tree) baked
+Dockerfile by the image builder into bootpack's live initrd, a dracut NFS initrd, a live squashfs
+and an NFS root tree) baked
 into the appliance, and VMs that PXE-boot its `live` entry (BIOS and UEFI) and its `nfs` entry
 over each NFS version the spec accepts (3 and 4) through the appliance's DHCP, TFTP, HTTP and NFS
 until systemd runs the example's marker unit.
@@ -98,7 +99,7 @@ def test_real_image_boots_through_the_appliance(appliance: Served, tmp_path: Pat
 
 def test_real_image_live_entry_boots_on_uefi(appliance: Served, tmp_path: Path) -> None:
     """The same live entry on a UEFI machine (OVMF's own PXE, Secure Boot off): shim -> GRUB
-    fetch the image's kernel and dracut initrd, dracut fetches the squashfs over HTTP."""
+    fetch the image's kernel and bootpack's live initrd, which fetches the squashfs over HTTP."""
     if not ovmf_available():
         pytest.fail("OVMF is needed (scripts/install --test)")
     boot = appliance.boot(tmp_path / "serial.log", UEFI_LIVE_MAC, firmware="uefi")

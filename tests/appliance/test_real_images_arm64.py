@@ -1,10 +1,11 @@
 """A real arm64 image end to end: Debian 12 for arm64 built from examples/arm64/Dockerfile with
-`docker build --platform linux/arm64` (binfmt_misc + qemu-user on this x86-64 machine), dracut
-run inside that image for its own kernel, the live squashfs baked into the appliance, and an
+`docker build --platform linux/arm64` (binfmt_misc + qemu-user on this x86-64 machine), bootpack's
+live initrd staged inside that image for its own kernel (arm64 busybox-static, the kernel's
+modules), the live squashfs baked into the appliance, and an
 arm64 VM (AAVMF, TCG) that boots the live entry through the appliance's DHCP (option 93 = 11),
 TFTP (arm64 shim and GRUB) and HTTP until systemd runs the example's marker unit.
 
-Slow (marked `slow`): every RUN step and dracut run under emulation, and the VM under TCG. The
+Slow (marked `slow`): every RUN step and the netboot step run under emulation, and the VM under TCG. The
 times are printed as MEASURE lines.
 """
 
@@ -77,7 +78,7 @@ def arm64_appliance(session_cache_dir: Path, arm64_base_image: str,
     # layers cached; a cold `docker build` adds ~150 s), but an attempt at load ~20 (with the
     # kernel's initramfs-tools run, now skipped) took over 40 minutes.
     seconds = bake(spec, TAG, timeout=7200)
-    measure("arm64 image built (docker build + dracut under qemu-user) and baked", seconds, "s")
+    measure("arm64 image built (docker build + netboot step under qemu-user) and baked", seconds, "s")
     measure("arm64 appliance image size", docker.from_env().images.get(TAG).attrs["Size"] / 1e6,
             "MB")
     try:

@@ -53,7 +53,7 @@ def livenet_spec(work: Path, hosts: dict[str, tuple[str, dict[str, Any]]]) -> Pa
     data["images"]["debian"]["dockerfile"] = str(EXAMPLE / "Dockerfile")
     # as tests/images/test_build.py builds it (its read-only root check boots from a virtio
     # disk), so the session builds the image once for both
-    data["images"]["debian"]["drivers"] = ["virtio_blk"]
+    data["images"]["debian"]["drivers"] = ["virtio_blk", "squashfs"]
     data["dhcp"] = {"mode": "server", "subnet": "10.0.2.0/24",
                     "range": ["10.0.2.100", "10.0.2.120"]}
     by_root = {e["root"]: e for e in data["entries"]}
