@@ -419,7 +419,7 @@ def figures(runs: list[Run], initrd_mb: float, sizes: dict[str, str]) -> list[Fi
         out.append(Figure(f"{entry} entry: PXE power-on to systemd marker, bootpack / seed-style",
                           round(ratio, 2), "x", goal, before, ratio <= limit, detail))
     goal, limit, before = INITRD_GOAL
-    out.append(Figure("live initrd of the example image", round(initrd_mb, 1), "MB", goal, before,
+    out.append(Figure("dracut initrd of the example image", round(initrd_mb, 1), "MB", goal, before,
                       initrd_mb <= limit, sizes.get("initrd", "")))
     return out
 
@@ -465,8 +465,9 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         images = out / "tftpboot" / "images" / "debian"
         sizes = {
-            "initrd": f"bootpack {mb(images / 'initrd-live.img'):.1f} MB (zstd, live), seed-style "
-                      f"{mb(seed / 'initramfs.img'):.1f} MB (gzip)" if "live" in entries else "",
+            "initrd": f"bootpack's dracut initrd (nfs) {mb(images / 'initrd-nfs.img'):.1f} MB (zstd); "
+                      f"the live entry boots bootpack's own initrd, {mb(images / 'initrd-live.img'):.1f} MB; "
+                      f"seed-style {mb(seed / 'initramfs.img'):.1f} MB (gzip)" if "live" in entries else "",
             "live": f"squashfs bootpack {mb(images / 'squashfs.img'):.0f} MB, seed-style "
                     f"{mb(seed / 'squashfs.img'):.0f} MB" if "live" in entries else "",
             "ramdisk": f"ramdisk bootpack {mb(images / 'ramdisk.img'):.0f} MB, seed-style "
@@ -490,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                                    entry, served[variant], logs, args.timeout)
                         runs.append(run)
                         print(f"[{n + 1}/{args.repeat}] {run.summary()}", flush=True)
-        result = figures(runs, mb(images / "initrd-live.img") if "live" in entries else 0.0, sizes)
+        result = figures(runs, mb(images / "initrd-nfs.img") if "live" in entries else 0.0, sizes)
         for f in result:
             print(f"{f.measure}: {f.value} {f.unit} (goal {f.goal}, met {f.met}); {f.detail}")
         if not args.no_write and set(variants) == {"seed", "bootpack"}:

@@ -79,7 +79,8 @@ for dev in /sys/class/net/*; do
     if [ "$(cat "$dev/address")" = "$bootif" ]; then nics="$name $nics"; else nics="$nics $name"; fi
 done
 [ -n "$nics" ] || fail "no network interface: the kernel has no driver for this machine's NIC (add it to images.NAME.drivers)"
-up= waited=0
+seconds() { cut -d. -f1 /proc/uptime; }
+up= deadline=$(($(seconds) + 60))
 while [ -z "$up" ]; do
     for name in $nics; do
         [ "$(cat "/sys/class/net/$name/carrier" 2>/dev/null)" = 1 ] || continue
@@ -90,9 +91,8 @@ while [ -z "$up" ]; do
         fi
     done
     if [ -z "$up" ]; then
-        [ "$waited" -ge 60 ] && fail "no DHCP lease on$nics within 60 s"
+        [ "$(seconds)" -ge "$deadline" ] && fail "no DHCP lease on$nics within 60 s"
         sleep 1
-        waited=$((waited + 1))
     fi
 done
 say "network up on $up: $(ip -4 -o addr show dev "$up" | awk '{print $4}')"
@@ -117,7 +117,33 @@ mount -t overlay overlay -o "lowerdir=/run/bootpack/squashfs,upperdir=/run/bootp
     || fail "cannot mount the overlay on the squashfs"
 [ -e "/sysroot$init" ] || [ -L "/sysroot$init" ] || fail "the root has no $init"
 
-# The booted system keeps /run (the squashfs file and its mounts) and /dev.
+# The network goes to the booted system, whose udev names the NIC (ens2, not the kernel's eth0,
+# so the image's own network config matches it). Linux 6.1 renames no interface that is up: the
+# link goes down here (the address stays, the routes go), and a udev rule in /run brings it up
+# again under its final name with the default route, with this busybox (the image may have no
+# `ip`). Only the values of this boot go into the rule and its script: a MAC and an IPv4 address.
+mac=$(cat "/sys/class/net/$up/address")
+router=$(ip -4 route show default | awk '{print $3; exit}')
+case "$router" in *[!0-9.]*) router= ;; esac
+cp /bin/busybox /run/bootpack/busybox
+{
+    echo '#!/run/bootpack/busybox sh'
+    echo '# bootpack live init: its network, up again under the NIC'"'"'s final name'
+    echo 'export PATH=/run/bootpack/bin'
+    echo 'for dev in /sys/class/net/*; do'
+    echo "    [ \"\$(cat \"\$dev/address\")\" = $mac ] || continue"
+    echo '    ip link set dev "${dev##*/}" up'
+    [ -n "$router" ] && echo "    ip route replace default via $router dev \"\${dev##*/}\""
+    echo 'done'
+} > /run/bootpack/network-up
+chmod 755 /run/bootpack/network-up
+mkdir -p /run/bootpack/bin /run/udev/rules.d
+for applet in sh cat ip; do ln -s ../busybox "/run/bootpack/bin/$applet"; done
+echo "SUBSYSTEM==\"net\", ACTION==\"add\", ATTR{address}==\"$mac\", RUN+=\"/run/bootpack/network-up\"" \
+    > /run/udev/rules.d/99-bootpack-live-network.rules
+ip link set dev "$up" down
+
+# The booted system keeps /run (the squashfs file and its mounts, the network's rule) and /dev.
 say "switching to $init"
 mount --move /run /sysroot/run
 mount --move /dev /sysroot/dev

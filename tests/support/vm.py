@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -77,7 +78,8 @@ HTTP_BOOT_ONLY = ("-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
 def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = None,
             tap: str | None = None, timeout: float = 300, memory_mb: int = 1024,
             bootfile: str = "pxelinux.0", firmware: Firmware = "bios",
-            stop_on: str | None = None, extra_args: tuple[str, ...] = ()) -> Boot:
+            stop_on: str | None = None, extra_args: tuple[str, ...] = (),
+            linger: Callable[[], bool] | None = None) -> Boot:
     """Start a VM that PXE-boots, wait until `until` appears on its serial console, stop it.
 
     `stop_on`: text that ends the wait early as a failure (e.g. a refusal message);
@@ -97,19 +99,20 @@ def boot_vm(serial_log: Path, mac: str, until: str, *, tftp_root: Path | None = 
                *(["-boot", "n"] if firmware != "arm64" else []),  # AAVMF tries the network itself
                "-no-reboot",
                "-netdev", netdev, "-device", nic, *extra_args]
-    boot, reset_silently = _run_vm(command, serial_log, until, timeout, stop_on)
+    boot, reset_silently = _run_vm(command, serial_log, until, timeout, stop_on, linger)
     if reset_silently:
         # The firmware or the loader gave up and reset (QEMU exits: -no-reboot) before a single
         # serial line: seen about once in 15 BIOS boots through the appliance since lpxelinux.0
         # (its lwIP stack) became the BIOS loader, never twice in a row. Once more, and say so.
         print(f"\nVM {mac} reset after {boot.seconds:.0f} s with no serial output; booting it again")
-        boot, _ = _run_vm(command, serial_log, until, timeout, stop_on)
+        boot, _ = _run_vm(command, serial_log, until, timeout, stop_on, linger)
     return boot
 
 
 def _run_vm(command: list[str], serial_log: Path, until: str, timeout: float,
-            stop_on: str | None) -> tuple[Boot, bool]:
-    """One QEMU run; also says whether it ended by itself without ever writing to the console."""
+            stop_on: str | None, linger: Callable[[], bool] | None = None) -> tuple[Boot, bool]:
+    """One QEMU run; also says whether it ended by itself without ever writing to the console.
+    `linger`: once `until` is seen, the VM runs on until it returns True (60 s at most)."""
     serial_log.unlink(missing_ok=True)
     start = time.monotonic()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -119,6 +122,9 @@ def _run_vm(command: list[str], serial_log: Path, until: str, timeout: float,
             text = serial_log.read_text(errors="replace") if serial_log.exists() else ""
             if until in text:
                 found = True
+                end = time.monotonic() + 60
+                while linger is not None and not linger() and time.monotonic() < end:
+                    time.sleep(0.5)
                 break
             if stop_on is not None and stop_on in text:
                 break
