@@ -121,7 +121,7 @@ drivers=$(tr '\n' ' ' < $w/wanted); omit=$(tr '\n' ' ' < $w/omit)
 # In the container, for kernel $kver: bootpack's live init staged in /WORK/LIVE_INIT, where /init
 # already is (the host packs the folder into a cpio): busybox-static with a link per applet; the
 # modules the live root needs (LIVE_MODULES; sunrpc too when the image has the NFS client, see
-# _RPC), the user's drivers (the kernel must have each) and the NICs of NIC_DRIVERS the kernel
+# below), the user's drivers (the kernel must have each) and the NICs of NIC_DRIVERS the kernel
 # has, each with its dependencies and firmware; depmod's index of them; and /etc/bootpack/modules,
 # what /init loads besides the drivers of the devices it finds.
 # sunrpc: an image with the NFS client (nfs-common) mounts rpc_pipefs in its booted system; left
