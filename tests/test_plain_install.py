@@ -63,6 +63,11 @@ def test_the_readme_commands_work_from_a_plain_install(plain_venv: Path, plain_b
                     ["push", "--help"], ["image", "--help"]):
         result = bootpack(plain_venv, tmp_path, *command)
         assert result.returncode == 0, (command, result.stderr)
+    # package data a build reads: the live initrd's /init (built images' live entries)
+    init = subprocess.run([str(plain_venv / "bin/python"), "-c",
+                           "from bootpack.images.netboot import live_init_script as s; print(s())"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert init.returncode == 0 and "exec switch_root /sysroot" in init.stdout, init.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text("schema = 1\n[bundle]\nname = 'x'\n")
     result = bootpack(plain_venv, tmp_path, "validate", bad)
