@@ -202,6 +202,24 @@ def test_live_init_loads_sunrpc_only_with_the_nfs_client(tmp_path: Path, client:
     assert out == expected
 
 
+def _run_live_modules_part(tmp_path: Path, lacking: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The live stage's module lists for an image with drivers = ["sfc"], run by sh against a
+    fake modprobe whose kernel lacks the modules matching the case pattern `lacking`, as in the
+    container. Returns the run and the work folder (live-deps: the modules found)."""
+    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
+    body = _live_modules_part(netboot_script(families.DEBIAN, options))
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "modprobe").write_text(f'#!/bin/sh\ncase "$4" in {lacking}) exit 1;; esac\n'
+                                   'echo "insmod /lib/modules/6.1/$4.ko"\n')
+    (fake / "modprobe").chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
+                            text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    return result, work
+
+
 @pytest.mark.parametrize(("missing", "status", "message"), [
     ("overlay", NO_LIVE_MODULE, "has no module overlay, which a live root needs"),
     ("sfc", NO_DRIVER, "has no module sfc"),
@@ -209,35 +227,13 @@ def test_live_init_loads_sunrpc_only_with_the_nfs_client(tmp_path: Path, client:
 def test_live_init_needs_its_modules_and_the_users_drivers(tmp_path: Path, missing: str,
                                                           status: int, message: str) -> None:
     """The live stage stops with its own exit status when the kernel lacks a module the live
-    root needs or a driver the user listed; NICs the kernel lacks are skipped. Run by sh with a
-    fake modprobe, as in the container."""
-    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
-    body = _live_modules_part(netboot_script(families.DEBIAN, options))
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "modprobe").write_text(
-        f'#!/bin/sh\ncase "$4" in {missing}|e1000*) exit 1;; esac\n'
-        'echo "insmod /lib/modules/6.1/$4.ko"\n')
-    (fake / "modprobe").chmod(0o755)
-    work = tmp_path / "work"
-    work.mkdir()
-    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
-                            text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    root needs or a driver the user listed."""
+    result, _ = _run_live_modules_part(tmp_path, f"{missing}|e1000*")
     assert result.returncode == status and message in result.stderr
 
 
 def test_live_init_skips_the_nics_the_kernel_lacks(tmp_path: Path) -> None:
-    options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
-    body = _live_modules_part(netboot_script(families.DEBIAN, options))
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    (fake / "modprobe").write_text('#!/bin/sh\ncase "$4" in e1000*|ice) exit 1;; esac\n'
-                                   'echo "insmod /lib/modules/6.1/$4.ko"\n')
-    (fake / "modprobe").chmod(0o755)
-    work = tmp_path / "work"
-    work.mkdir()
-    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
-                            text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
+    result, work = _run_live_modules_part(tmp_path, "e1000*|ice")
     assert result.returncode == 0, result.stderr
     loaded = [line.split("/")[-1] for line in (work / "live-deps").read_text().splitlines()]
     assert loaded[:4] == ["squashfs.ko", "loop.ko", "overlay.ko", "sfc.ko"]
