@@ -92,12 +92,10 @@ def initrd_file(mode: str) -> str:
     return f"initrd-{mode}.img"
 
 
-# In the container, for kernel $kver: $drivers, the wanted modules the kernel has, and $omit,
-# every network device and md/device-mapper driver that is neither wanted nor needed by a
-# wanted one (modprobe's own dependency list), except what dracut's ip= options use (PHYs,
-# bonding, team, VLAN, macvlan, ipvlan), and NFS over RDMA (bootpack mounts over TCP; it pulls
-# the InfiniBand core). Module names as kmod compares them: '-' is '_'.
-_DRIVER_LISTS = r"""
+# In the container, for kernel $kver: $w/deps, modprobe's dependency list of the user's drivers
+# (the kernel must have each) and of bootpack's NICs the kernel has, and $w/wanted, those modules.
+# Both initrds take their drivers from it.
+_DRIVER_DEPS = r"""
 w=/{work}
 : > $w/deps; : > $w/wanted
 for m in {drivers}; do
@@ -109,6 +107,13 @@ done
 for m in {nics}; do
   if modprobe -S "$kver" --show-depends "$m" >> $w/deps 2>/dev/null; then echo "$m" >> $w/wanted; fi
 done
+"""
+
+# For dracut: $drivers, the wanted modules, and $omit, every network device and md/device-mapper
+# driver that is neither wanted nor needed by a wanted one, except what dracut's ip= options use
+# (PHYs, bonding, team, VLAN, macvlan, ipvlan), and NFS over RDMA (bootpack mounts over TCP; it
+# pulls the InfiniBand core). Module names as kmod compares them: '-' is '_'.
+_DRACUT_DRIVERS = r"""
 name='{{n=$NF; sub(/.*\//,"",n); sub(/\.ko.*/,"",n); gsub(/-/,"_",n); print n}}'
 awk '$1=="insmod"' $w/deps | awk "$name" | sort -u > $w/keep
 find "/lib/modules/$kver/kernel/drivers/net" "/lib/modules/$kver/kernel/drivers/md" -name '*.ko*' \
@@ -119,19 +124,16 @@ drivers=$(tr '\n' ' ' < $w/wanted); omit=$(tr '\n' ' ' < $w/omit)
 
 
 # In the container, for kernel $kver: bootpack's live init staged in /WORK/LIVE_INIT, where /init
-# already is (the host packs the folder into a cpio): busybox-static with a link per applet; the
-# modules the live root needs (LIVE_MODULES; sunrpc too when the image has the NFS client, see
-# below), the user's drivers (the kernel must have each) and the NICs of NIC_DRIVERS the kernel
-# has, each with its dependencies and firmware; depmod's index of them; and /etc/bootpack/modules,
-# what /init loads besides the drivers of the devices it finds.
+# already is (the host packs the folder into a cpio): the modules the live root needs
+# (LIVE_MODULES; sunrpc too when the image has the NFS client, see below) and the drivers of
+# _DRIVER_DEPS, each with its dependencies and firmware; depmod's index of them;
+# /etc/bootpack/modules, what /init loads besides the drivers of the devices it finds; and
+# busybox-static with a link per applet.
 # sunrpc: an image with the NFS client (nfs-common) mounts rpc_pipefs in its booted system; left
 # to the booted system, sunrpc loads from the squashfs in the middle of its parallel start, and
 # under load run-rpc_pipefs.mount hit systemd's 90 s timeout (docs/speed.md, round 2).
 _LIVE_STAGE = r"""
-s=/{work}/{stage}; w=/{work}
-mkdir -p $s/bin $s/etc/bootpack $s/proc $s/sys $s/dev $s/run $s/sysroot $s/tmp
-cp $w/tools/bin/busybox $s/bin/busybox
-for a in $($s/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox $s/bin/$a; done
+w=/{work}
 live="{live}"
 if [ -e /sbin/mount.nfs ] || [ -e /usr/sbin/mount.nfs ]; then live="$live sunrpc"; fi
 : > $w/live-deps
@@ -141,12 +143,11 @@ for m in $live; do
     exit {no_live}
   fi
 done
-for m in {drivers}; do
-  if ! modprobe -S "$kver" --show-depends "$m" >> $w/live-deps 2>/dev/null; then
-    echo "bootpack: the image's kernel $kver has no module $m" >&2; exit {no_driver}
-  fi
-done
-for m in {nics}; do modprobe -S "$kver" --show-depends "$m" >> $w/live-deps 2>/dev/null || :; done
+if [ -f $w/deps ]; then cat $w/deps >> $w/live-deps; fi
+s=/{work}/{stage}
+mkdir -p $s/bin $s/etc/bootpack $s/proc $s/sys $s/dev $s/run $s/sysroot $s/tmp
+cp $w/tools/bin/busybox $s/bin/busybox
+for a in $($s/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox $s/bin/$a; done
 awk '$1=="insmod" {{print $2}}' $w/live-deps | sort -u | while read -r f; do
   cp --parents "$f" $s
   for fw in $(modinfo -F firmware "$f"); do
@@ -193,22 +194,22 @@ def netboot_script(family: Family, options: NetbootOptions) -> str:
         f'echo "$kver" > /{WORK}/kver',
         f"if [ ! -e /sbin/init ]; then echo 'bootpack: no /sbin/init' >&2; exit {NO_INIT}; fi",
     ]
+    pick = bool(options.nics or options.drivers)
+    if pick and (options.initrds or options.live_init):
+        lines.append(_DRIVER_DEPS.format(
+            work=WORK, drivers=" ".join(shlex.quote(d) for d in options.drivers),
+            nics=" ".join(shlex.quote(d) for d in options.nics), no_driver=NO_DRIVER).rstrip())
     if options.initrds:
-        if options.nics or options.drivers:
-            lines.append(_DRIVER_LISTS.format(
-                work=WORK, drivers=" ".join(shlex.quote(d) for d in options.drivers),
-                nics=" ".join(shlex.quote(d) for d in options.nics), no_driver=NO_DRIVER).rstrip())
+        restrict = ""
+        if pick:
+            lines.append(_DRACUT_DRIVERS.format().rstrip())
             restrict = ' --drivers "$drivers" --omit-drivers "$omit"'
-        else:
-            restrict = ""
         for initrd in options.initrds:
             lines.append(f'dracut {shlex.join(options.dracut_args(initrd))}{restrict} '
                          f'--kver "$kver" /{WORK}/{initrd_file(initrd.mode)}')
     if options.live_init:
-        lines.append(_LIVE_STAGE.format(
-            work=WORK, stage=LIVE_INIT, live=" ".join(LIVE_MODULES), no_live=NO_LIVE_MODULE,
-            drivers=" ".join(shlex.quote(d) for d in options.drivers), no_driver=NO_DRIVER,
-            nics=" ".join(shlex.quote(d) for d in options.nics)).rstrip())
+        lines.append(_LIVE_STAGE.format(work=WORK, stage=LIVE_INIT, live=" ".join(LIVE_MODULES),
+                                        no_live=NO_LIVE_MODULE).rstrip())
     return "\n".join(lines) + "\n"
 
 

@@ -179,9 +179,11 @@ def test_netboot_options_follow_the_root_modes() -> None:
     assert "--no-compress" in foreign and "--compress" not in foreign.replace("--no-compress", "")
 
 
-def _live_modules_part(script: str) -> str:
-    """The live stage's module lists (from live= to the copying), as the container runs them."""
-    return script[script.index('live="'):script.index("awk '$1==\"insmod\"")]
+def _live_modules_part(script: str, work: Path) -> str:
+    """The module lists of a live-only script (the drivers', then the live stage's, up to the
+    staging), as the container runs them, with the scratch folder at `work`."""
+    body = script[script.index("w=/.bootpack"):script.index("s=/.bootpack/live-init")]
+    return body.replace("w=/.bootpack", f"w={work}")
 
 
 @pytest.mark.parametrize(("client", "expected"), [(True, "squashfs loop overlay sunrpc"),
@@ -207,15 +209,15 @@ def _run_live_modules_part(tmp_path: Path, lacking: str) -> tuple[subprocess.Com
     fake modprobe whose kernel lacks the modules matching the case pattern `lacking`, as in the
     container. Returns the run and the work folder (live-deps: the modules found)."""
     options = netboot_options(families.DEBIAN, [], {"live"}, ["sfc"])
-    body = _live_modules_part(netboot_script(families.DEBIAN, options))
+    work = tmp_path / "work"
+    work.mkdir()
+    body = _live_modules_part(netboot_script(families.DEBIAN, options), work)
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "modprobe").write_text(f'#!/bin/sh\ncase "$4" in {lacking}) exit 1;; esac\n'
                                    'echo "insmod /lib/modules/6.1/$4.ko"\n')
     (fake / "modprobe").chmod(0o755)
-    work = tmp_path / "work"
-    work.mkdir()
-    result = subprocess.run(["sh", "-euc", f"kver=6.1; w={work}\n{body}"], capture_output=True,
+    result = subprocess.run(["sh", "-euc", f"kver=6.1\n{body}"], capture_output=True,
                             text=True, env={"PATH": f"{fake}:/usr/bin:/bin"})
     return result, work
 
