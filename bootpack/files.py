@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import IO
@@ -76,3 +77,10 @@ def walk(root: Path) -> list[Path]:
         found.extend(base / d for d in dirnames)
         found.extend(base / f for f in filenames)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def read_chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes in chunks (to feed a program's stdin without holding the file)."""
+    with path.open("rb") as f:
+        while chunk := f.read(size):
+            yield chunk

@@ -28,11 +28,11 @@ import docker
 from ..bundle.manifest import ImageProvenance
 from ..errors import BootpackError
 from ..external import need, run_fed
-from ..files import PREFIX
+from ..files import PREFIX, read_chunks
 from ..progress import SILENT, Progress
 from ..spec import LoadedSpec
 from ..spec.model import Architecture, Spec, build_host_architecture
-from . import families, ramdisk, squashfs
+from . import cpio, families, ramdisk, squashfs
 from .cache import Cache, digest_tree
 from .cache import Entry as CacheEntry
 from .docker_image import docker_client, need_emulation, read_file, resolve_image
@@ -125,26 +125,22 @@ def _build_rootfs(client: docker.DockerClient, image_id: str, family: families.F
                             f"packages = [\"{family.kernel_package(architecture)}\"]")
     shutil.copyfile(kernel, out / "vmlinuz")
     command = shlex.split(options.compress)
+
+    def compress(chunks: Iterator[bytes], target: Path, what: str) -> None:
+        """The initrds' compression (options.compress), run here on a byte stream."""
+        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o", target], chunks,
+                progress=progress, what=what)
+
     if options.live_init:
-        # the staged live init as a cpio, written here (sorted, times
-        # SOURCE_DATE_EPOCH: the same bytes every time) and compressed as dracut's initrds are
-        run_fed([need(command[0], command[0]), *command[1:], "-f", "-o",
-                 out / initrd_file("live")],
-                ramdisk.cpio_chunks(tree / WORK / LIVE_INIT, mtime),
-                progress=progress, what="packing the live initrd")
+        # the staged live init as a reproducible cpio, compressed as dracut's initrds are
+        compress(cpio.cpio_chunks(tree / WORK / LIVE_INIT, mtime), out / initrd_file("live"),
+                 "packing the live initrd")
     for mode, initrd in initrds.items():
         if options.compress_on_host:
-
-            def chunks(path: Path = initrd) -> Iterator[bytes]:
-                with path.open("rb") as f:
-                    while chunk := f.read(1 << 20):
-                        yield chunk
-
             # fed on stdin as dracut feeds it: with the size unknown zstd picks the same
             # parameters, so the bytes are dracut's own (but for its record of its command line)
-            run_fed([need(command[0], command[0]), *command[1:], "-f", "-o",
-                     out / initrd_file(mode)], chunks(), progress=progress,
-                    what=f"compressing the {mode} initrd (zstd, on this machine)")
+            compress(read_chunks(initrd), out / initrd_file(mode),
+                     f"compressing the {mode} initrd (zstd, on this machine)")
             initrd.unlink()
         else:
             os.replace(initrd, out / initrd_file(mode))

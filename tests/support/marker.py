@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bootpack.images.ramdisk import cpio_chunks
+from bootpack.images.cpio import cpio_chunks
 from bootpack.loaders import ARM64_ROOT
 
 MARKER = "BOOTPACK-MARKER"
