@@ -8,7 +8,8 @@
 # Kernel command line: root=live:URL (required), BOOTIF=01-MAC (the loader's NIC, tried first),
 # init=PATH (default /sbin/init), bootpack.debug (trace this script on the console).
 #
-# The same file is udhcpc's script (udhcpc -s /init): then it is not PID 1.
+# The same file, not as PID 1, is udhcpc's script (udhcpc -s /init: $1 is bound, deconfig, ...)
+# and, copied to /run/bootpack/init, the booted system's udev rule's (network-up, below).
 if [ "$$" != 1 ]; then
     case "$1" in
     bound)
@@ -17,6 +18,15 @@ if [ "$$" != 1 ]; then
             ip route replace default via "${router%% *}" dev "$interface"
         fi
         for server in ${dns:-}; do echo "nameserver $server"; done > /etc/resolv.conf
+        ;;
+    network-up)  # in the booted system: the initrd's NIC, renamed by udev, up again
+        bb=/run/bootpack/busybox
+        read -r mac router < /run/bootpack/network || exit 0
+        for dev in /sys/class/net/*; do
+            [ "$("$bb" cat "$dev/address")" = "$mac" ] || continue
+            "$bb" ip link set dev "${dev##*/}" up
+            if [ -n "$router" ]; then "$bb" ip route replace default via "$router" dev "${dev##*/}"; fi
+        done
         ;;
     esac
     exit 0
@@ -120,26 +130,17 @@ mount -t overlay overlay -o "lowerdir=/run/bootpack/squashfs,upperdir=/run/bootp
 # The network goes to the booted system, whose udev names the NIC (ens2, not the kernel's eth0,
 # so the image's own network config matches it). Linux 6.1 renames no interface that is up: the
 # link goes down here (the address stays, the routes go), and a udev rule in /run brings it up
-# again under its final name with the default route, with this busybox (the image may have no
-# `ip`). Only the values of this boot go into the rule and its script: a MAC and an IPv4 address.
+# again under its final name with the default route (this file's network-up, run by a copy of
+# this busybox: the image may have no `ip`). The rule and the state file hold only a MAC and an
+# IPv4 address.
 mac=$(cat "/sys/class/net/$up/address")
 router=$(ip -4 route show default | awk '{print $3; exit}')
 case "$router" in *[!0-9.]*) router= ;; esac
+echo "$mac $router" > /run/bootpack/network
 cp /bin/busybox /run/bootpack/busybox
-{
-    echo '#!/run/bootpack/busybox sh'
-    echo '# bootpack live init: its network, up again under the NIC'"'"'s final name'
-    echo 'export PATH=/run/bootpack/bin'
-    echo 'for dev in /sys/class/net/*; do'
-    echo "    [ \"\$(cat \"\$dev/address\")\" = $mac ] || continue"
-    echo '    ip link set dev "${dev##*/}" up'
-    [ -n "$router" ] && echo "    ip route replace default via $router dev \"\${dev##*/}\""
-    echo 'done'
-} > /run/bootpack/network-up
-chmod 755 /run/bootpack/network-up
-mkdir -p /run/bootpack/bin /run/udev/rules.d
-for applet in sh cat ip; do ln -s ../busybox "/run/bootpack/bin/$applet"; done
-echo "SUBSYSTEM==\"net\", ACTION==\"add\", ATTR{address}==\"$mac\", RUN+=\"/run/bootpack/network-up\"" \
+cp /init /run/bootpack/init
+mkdir -p /run/udev/rules.d
+echo "SUBSYSTEM==\"net\", ACTION==\"add\", ATTR{address}==\"$mac\", RUN+=\"/run/bootpack/busybox sh /run/bootpack/init network-up\"" \
     > /run/udev/rules.d/99-bootpack-live-network.rules
 ip link set dev "$up" down
 
