@@ -15,7 +15,7 @@ seed-style tree from the very same root tree, the way the seed documents do it b
   - kernel and initrds over TFTP.
 bootpack's bundle boots as its known hosts (per-host files, no menu either), from the boot file
 its own DHCP configs hand a BIOS client whose PXE ROM is iPXE, as QEMU's is (user class "iPXE"):
-plain pxelinux.0, as pxelinux-ipxe.0 (render.dhcp.bios_boot_file).
+the URL of its iPXE script (render.dhcp.bios_ipxe_file), so iPXE fetches kernel and initrd.
 
 Both trees are served the same way: QEMU's user-mode network (its DHCP and TFTP server; never
 the host's network) and an HTTP server in this process bound to 127.0.0.1, which the VM reaches
@@ -23,8 +23,9 @@ as 10.0.2.2. Each pair of boots being compared runs back to back, never in paral
 from a packet capture of the VM's NIC (QEMU filter-dump: DHCP, TFTP requests and transfers),
 the HTTP server's own log (request start and end) and timestamped serial lines:
 
-  firmware        power-on -> the NBP (pxelinux*.0) is requested: SeaBIOS, iPXE ROM, DHCP
-  loader          NBP requested -> kernel requested: ldlinux.c32, config files
+  firmware        power-on -> the NBP (pxelinux.0) or iPXE script is requested: SeaBIOS,
+                  iPXE ROM, DHCP
+  loader          that request -> kernel requested: ldlinux.c32, config files, iPXE scripts
   transfer        kernel requested -> initrd fully received
   to root fetch   initrd received -> squashfs requested (kernel start, initrd, udev, DHCP)
   root fetch      squashfs requested -> received
@@ -60,7 +61,10 @@ from typing import Any
 import tomli_w
 
 from benchmarks.report import Figure, write
-from bootpack.render.dhcp import bios_boot_file
+from bootpack.bundle import layout
+from bootpack.render.dhcp import bios_ipxe_file
+from bootpack.spec import parse_spec
+from bootpack.spec.site import Site
 from tests.support.vm import QEMU
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,8 +257,8 @@ def phases(run: Run, packets: list[Packet], requests: list[Request]) -> dict[str
     """Seconds per phase (see the module docstring) from the capture and the HTTP log."""
     tftp = tftp_transfers(packets)
     out: dict[str, float] = {}
-    nbp = next((t.start for t in tftp if t.name.endswith(".0")), None)  # pxelinux*.0
     files: list[Transfer] = [*tftp, *(Transfer(r.path, r.start, r.end) for r in requests)]
+    nbp = min((t.start for t in files if t.name.endswith((".0", ".ipxe"))), default=None)
     kernel = next((t for t in sorted(files, key=lambda t: t.start) if "vmlinuz" in t.name), None)
     initrd = [t for t in files if t.name.endswith((".img", ".gz")) and "squashfs" not in t.name]
     root = next((t for t in files if "squashfs" in t.name), None)
@@ -280,6 +284,12 @@ def phases(run: Run, packets: list[Packet], requests: list[Request]) -> dict[str
 
 
 # --- building -----------------------------------------------------------------------------------
+
+
+def ipxe_rom_bootfile(out: Path) -> str:
+    """What the bundle at `out` has its DHCP hand a BIOS client whose PXE ROM is iPXE."""
+    spec = parse_spec(json.loads((out / layout.SPEC).read_text()))
+    return bios_ipxe_file(spec, Site.from_spec(spec))
 
 
 def bundle_spec(work: Path, port: int) -> Path:
@@ -479,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         roots = {"seed": seed, "bootpack": out / "tftpboot"}
         # What each tree's DHCP hands QEMU's PXE ROM, which is iPXE (user class "iPXE"): the
         # seed's one pxelinux.0; for the bundle, what its own DHCP configs answer such a client.
-        bootfiles = {"seed": "pxelinux.0", "bootpack": bios_boot_file(ipxe_rom=True)}
+        bootfiles = {"seed": "pxelinux.0", "bootpack": ipxe_rom_bootfile(out)}
         runs: list[Run] = []
         with http_server(seed, ports["seed"]) as seed_log, \
                 http_server(out / "tftpboot", ports["bootpack"]) as bundle_log:

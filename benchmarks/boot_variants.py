@@ -6,8 +6,8 @@ files swapped or kernel command-line words added, to measure one choice at a tim
     .venv/bin/python -m benchmarks.boot_variants --work DIR --summary
 
 A variant is a hard-linked copy of DIR/out/tftpboot (the bundle stays untouched) with each
---file replacing that path and --append put at the front of the entry's APPEND line in the
-benchmark host's pxelinux config. It boots exactly as boot_speed boots bootpack's tree (same
+--file replacing that path and --append put at the front of the entry's command line in the
+benchmark host's pxelinux config and iPXE script. It boots exactly as boot_speed boots bootpack's tree (same
 QEMU, same HTTP server on the bundle's port, same phases) and appends one line per boot to
 DIR/variants.jsonl; --summary prints the medians per variant name.
 
@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import boot_speed
-from bootpack.render.dhcp import bios_boot_file
 
 
 def variant_tree(work: Path, name: str, entry: str, files: list[str], append: str) -> Path:
@@ -46,10 +45,15 @@ def variant_tree(work: Path, name: str, entry: str, files: list[str], append: st
             raise SystemExit(f"--file {item}: give BUNDLE_PATH=FILE, both existing files")
         target.unlink()  # a hard link into the bundle: never write through it
         shutil.copyfile(source, target)
-    config = root / "pxelinux.cfg" / f"01-{boot_speed.MACS[entry].replace(':', '-')}"
-    text = config.read_text()
-    config.unlink()
-    config.write_text(text.replace("  APPEND ", f"  APPEND {append} ") if append else text)
+    mac = boot_speed.MACS[entry].replace(":", "-")
+    # the words go first on the command line: after APPEND, before iPXE's initrd=NAME
+    for config, word in ((root / "pxelinux.cfg" / f"01-{mac}", "  APPEND "),
+                         (root / "ipxe" / "hosts" / f"{mac}.ipxe", " initrd=")):
+        if config.is_file() and append:
+            text = config.read_text()
+            config.unlink()  # a hard link into the bundle: never write through it
+            config.write_text(text.replace(word, f"{word.rstrip()} {append} "
+                                           if word.startswith("  ") else f" {append}{word}", 1))
     return root
 
 
@@ -96,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("needs root (the bundle's files are root's)")
     port = json.loads((args.work / "ports.json").read_text())["bootpack"]
     root = variant_tree(args.work, args.name, args.entry, args.file, args.append)
+    bootfile = boot_speed.ipxe_rom_bootfile(args.work / "out")
     logs = args.work / "logs"
     logs.mkdir(exist_ok=True)
     failed = False
     with boot_speed.http_server(root, port) as requests, \
             (args.work / "variants.jsonl").open("a") as out:
         for _ in range(args.repeat):
-            run = boot_speed.boot(root, bios_boot_file(ipxe_rom=True), boot_speed.MACS[args.entry],
+            run = boot_speed.boot(root, bootfile, boot_speed.MACS[args.entry],
                                   args.name, args.entry, requests, logs, args.timeout)
             print(run.summary(), flush=True)
             failed |= run.total is None

@@ -36,8 +36,9 @@ DEBIAN_DIRS = (
 ENV = "BOOTPACK_SYSLINUX_DIR"
 # The bundle's pxelinux.0 is Debian's lpxelinux.0: the same loader with its own TCP/IP stack, so
 # it fetches kernels and initrds over HTTP on any PXE ROM (plain pxelinux.0 only under iPXE).
-# Kept under the name every DHCP config and PXE ROM already asks for. Plain pxelinux.0 goes to
-# clients whose ROM is iPXE (layout.IPXE_BIOS_BOOTFILE), whose own HTTP is faster.
+# Kept under the name every DHCP config and PXE ROM already asks for. Plain pxelinux.0
+# (layout.IPXE_BIOS_BOOTFILE) goes to clients whose ROM is iPXE when loaders.bios_ipxe is off;
+# it uses iPXE's own HTTP, faster than lpxelinux's.
 SOURCE_NAMES = {layout.BOOTFILE: "lpxelinux.0", layout.IPXE_BIOS_BOOTFILE: "pxelinux.0"}
 
 # Name in the TFTP root -> (Debian's file, its package), for the UEFI chain.

@@ -14,9 +14,10 @@ SPEC = "spec.json"  # the validated spec, so `bootpack serve` can re-render for 
 HOSTS_DIR = "hosts"
 PXE_CONFIG_DIR = "pxelinux.cfg"
 BOOTFILE = "pxelinux.0"
-# Debian's plain pxelinux.0, for BIOS clients whose PXE ROM is iPXE (DHCP user class "iPXE"): it
-# fetches http:// through iPXE's own HTTP, about 2x faster than lpxelinux.0's lwIP (field notes
-# T10), and reads the same pxelinux.cfg files.
+# Debian's plain pxelinux.0, for BIOS clients whose PXE ROM is iPXE (DHCP user class "iPXE") when
+# loaders.bios_ipxe is off (else they run the iPXE scripts): it fetches http:// through iPXE's
+# own HTTP, about 2x faster than lpxelinux.0's lwIP (field notes T10), and reads the same
+# pxelinux.cfg files.
 IPXE_BIOS_BOOTFILE = "pxelinux-ipxe.0"
 
 # Files Debian ships in `pxelinux` and `syslinux-common` that a BIOS PXE boot with menu.c32 needs.

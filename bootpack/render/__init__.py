@@ -21,7 +21,7 @@ def render_loader_configs(spec: Spec, site: Site) -> dict[str, str]:
         files.update(render_pxelinux(spec, site))
     if "uefi" in spec.loaders.chains or "uefi-arm64" in spec.loaders.chains:
         files.update(render_grub(spec, site))
-    if "ipxe" in spec.loaders.chains:
+    if spec.ipxe_scripts:
         files.update(render_ipxe(spec, site))
     return files
 

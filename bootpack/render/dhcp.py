@@ -16,8 +16,10 @@ system architecture (RFC 4578), unless its host entry forces one (hosts[].chain)
 iPXE does DHCP again and would be handed itself forever (Debian's 2019 build has no embedded
 script): a UEFI client whose user class (option 77) is "iPXE" gets the URL of the iPXE script
 instead of the binary. A BIOS client whose NIC ROM is iPXE (QEMU's, many flashed NICs) stays on
-the bios chain but gets plain pxelinux.0 (pxelinux-ipxe.0), which fetches kernel and initrd
-through iPXE's own HTTP, about 2x faster than lpxelinux.0's (field notes T10); same configs.
+the bios chain but gets that script URL too: iPXE then fetches kernel and initrd itself, about
+4x faster than plain pxelinux.0 through iPXE's PXE interface and 9x lpxelinux.0 (docs/speed.md),
+from the same entries and hosts. Only a spec whose texts iPXE cannot carry
+(Spec.bios_ipxe_scripts) sends such a client to plain pxelinux.0 (pxelinux-ipxe.0) instead.
   11    arm64 UEFI       -> bootaa64.efi (Debian's signed arm64 shim) over TFTP
 next-server is the same server for every architecture.
 """
@@ -66,15 +68,16 @@ def http_boot_url(spec: Spec, site: Site) -> str:
     return f"{site.http_base}/{BOOT_FILES[http_boot_chain(spec)]}"
 
 
-def bios_boot_file(ipxe_rom: bool) -> str:
-    """What a BIOS PXE client gets on the bios chain: plain pxelinux.0 when its PXE ROM is iPXE
-    (user class "iPXE"), else lpxelinux.0 (own TCP/IP stack, HTTP on any PXE ROM)."""
-    return layout.IPXE_BIOS_BOOTFILE if ipxe_rom else layout.BOOTFILE
-
-
 def ipxe_script_url(site: Site) -> str:
     """What iPXE gets when it asks (user class "iPXE"): its script, over HTTP."""
     return f"{site.http_base}/{layout.IPXE_SCRIPT}"
+
+
+def bios_ipxe_file(spec: Spec, site: Site) -> str:
+    """What a BIOS client whose PXE ROM is iPXE (user class "iPXE") gets on the bios chain: the
+    iPXE script's URL, or plain pxelinux.0 when the spec's texts keep iPXE scripts out. Every
+    other BIOS client gets layout.BOOTFILE (lpxelinux.0: own TCP/IP stack, HTTP on any ROM)."""
+    return ipxe_script_url(site) if spec.bios_ipxe_scripts else layout.IPXE_BIOS_BOOTFILE
 
 
 def forced(spec: Spec, chain: Chain) -> list[str]:
@@ -116,7 +119,7 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
     if "bios" in chains:
         # BIOS: no option 93 (a plain DHCP client, e.g. iPXE's) or 0
         bios_arch = f"(not exists {ISC_ARCH} or option {ISC_ARCH} = 00:{ARCH_BIOS:02x})"
-        rules.append((f"{ipxe_client} and {bios_arch}", [f'filename "{bios_boot_file(True)}";']))
+        rules.append((f"{ipxe_client} and {bios_arch}", [f'filename "{bios_ipxe_file(spec, site)}";']))
     if "uefi" in chains or "ipxe" in chains:
         rules.append((uefi_arch, [f'filename "{BOOT_FILES[uefi_chain(spec, site)]}";']))
         rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_X64_HTTP:02x}",
@@ -125,7 +128,7 @@ def _isc_boot(spec: Spec, site: Site, indent: str) -> list[str]:
     if "uefi-arm64" in chains:
         rules.append((f"option {ISC_ARCH} = 00:{ARCH_UEFI_ARM64:02x}",
                       [f'filename "{layout.UEFI_ARM64_BOOTFILE}";']))
-    default = [f'filename "{bios_boot_file(False)}";'] if "bios" in chains else []
+    default = [f'filename "{layout.BOOTFILE}";'] if "bios" in chains else []
     if not rules:
         return [f"{indent}{line}\n" for line in default]
     out: list[str] = []
@@ -203,7 +206,7 @@ def _dnsmasq_tags(spec: Spec, site: Site) -> list[str]:
             "tag:!bp-ipxe-script\n",
             "tag-if=set:bp-http,tag:bp-arch-http,tag:!bp-forced\n"]
     others = "tag:!bp-uefi,tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,tag:!bp-arm64"
-    if "bios" in spec.loaders.chains:  # a BIOS iPXE ROM: plain pxelinux.0 (bp-bios-ipxe)
+    if "bios" in spec.loaders.chains:  # a BIOS iPXE ROM: bios_ipxe_file (bp-bios-ipxe)
         out.append(f"tag-if=set:bp-bios-ipxe,tag:bp-ipxe-client,tag:!bp-forced,{others}\n")
     out.append(f"tag-if=set:bp-bios,tag:!bp-bios-ipxe,{others}\n")
     return out
@@ -234,10 +237,15 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         out.append(f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n")
         if "bios" in chains:
             title = quoting.dnsmasq_string(spec.menu.title)
-            for tag, ipxe_rom in (("bp-bios", False), ("bp-bios-ipxe", True)):
-                # pxe-service names the file without its ".0", which dnsmasq appends
-                base = bios_boot_file(ipxe_rom).removesuffix(".0")
-                out.append(f"pxe-service=tag:{tag},x86PC,{title},{base},{site.address}\n")
+            # pxe-service names the file without its ".0", which dnsmasq appends; a client no
+            # pxe-service matches gets its dhcp-boot line (the script URL), as UEFI clients do.
+            services = [("bp-bios", layout.BOOTFILE)]
+            if spec.bios_ipxe_scripts:
+                out.append(f"dhcp-boot=tag:bp-bios-ipxe,{bios_ipxe_file(spec, site)}\n")
+            else:
+                services.append(("bp-bios-ipxe", layout.IPXE_BIOS_BOOTFILE))
+            out += [f"pxe-service=tag:{tag},x86PC,{title},{file.removesuffix('.0')},{site.address}\n"
+                    for tag, file in services]
         out += _dnsmasq_uefi_boot(spec, site)
         if "uefi-arm64" in chains:
             out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
@@ -251,8 +259,10 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         if site.domain:
             out.append(f"domain={quoting.dnsmasq_word(site.domain)}\n")
         if "bios" in chains:
-            out += [f"dhcp-boot=tag:bp-bios,{bios_boot_file(False)},,{site.address}\n",
-                    f"dhcp-boot=tag:bp-bios-ipxe,{bios_boot_file(True)},,{site.address}\n"]
+            ipxe_rom = bios_ipxe_file(spec, site)
+            out += [f"dhcp-boot=tag:bp-bios,{layout.BOOTFILE},,{site.address}\n",
+                    f"dhcp-boot=tag:bp-bios-ipxe,{ipxe_rom}"
+                    f"{'' if spec.bios_ipxe_scripts else f',,{site.address}'}\n"]
         out += _dnsmasq_uefi_boot(spec, site)
         if "uefi" in chains or "ipxe" in chains:
             out += [f"dhcp-boot=tag:bp-http,{http_boot_url(spec, site)}\n",
@@ -321,13 +331,13 @@ def kea_classes(spec: Spec, site: Site) -> list[dict[str, Any]]:
         add("bootpack-http", http, {"boot-file-name": http_boot_url(spec, site), "option-data": [
             {"name": "vendor-class-identifier", "data": HTTP_CLIENT}]})
     if "bios" in chains:
-        # a BIOS iPXE ROM (no option 93, or 0): plain pxelinux.0, iPXE's own HTTP
+        # a BIOS iPXE ROM (no option 93, or 0): bios_ipxe_file
         test = (f"substring(option[77].hex,0,{len(IPXE_USER_CLASS)}) == '{IPXE_USER_CLASS}' and "
                 f"(not option[93].exists or option[93].hex == 0x{ARCH_BIOS:04x})")
         if not_forced:
             test += f" and not ({_kea_macs(not_forced)})"
         add("bootpack-bios-ipxe", test,
-            {"next-server": str(site.address), "boot-file-name": bios_boot_file(True)})
+            {"next-server": str(site.address), "boot-file-name": bios_ipxe_file(spec, site)})
         add("bootpack-bios", None, tftp("bios"))  # everyone else
     return classes
 

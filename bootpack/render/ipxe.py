@@ -1,5 +1,5 @@
-"""iPXE scripts for the ipxe chain (Debian's snponly.efi), rendered from the same menu model as
-pxelinux and GRUB.
+"""iPXE scripts, rendered from the same menu model as pxelinux and GRUB, for the ipxe chain
+(Debian's snponly.efi) and for BIOS clients whose PXE ROM is iPXE (Spec.bios_ipxe_scripts).
 
 DHCP hands iPXE (user class "iPXE") the URL of `ipxe/boot.ipxe`. That script chains the booting
 NIC's own file, `ipxe/hosts/<mac with hyphens>.ipxe`, which boots the host's entry at once; a
@@ -8,6 +8,7 @@ the loader comes over HTTP from the appliance's nginx: scripts, kernels, initrds
 
 Under UEFI, iPXE hands the initrd to the kernel's EFI stub through its own file system: the
 image is named (`initrd --name`) and the command line says `initrd=<name>`, as iPXE's docs do.
+Under BIOS iPXE loads the initrd itself and the kernel ignores that word (no `,` size in it).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from __future__ import annotations
 import posixpath
 
 from ..bundle import layout
-from ..errors import BootpackError
-from ..spec.model import IPXE_UNSAFE, Host, Spec
+from ..spec.model import Host, Spec
 from ..spec.site import Site
 from . import quoting
 from .common import HEADER
@@ -27,14 +27,8 @@ NIC_MAC = "${netX/mac:hexhyp}"  # the NIC iPXE booted from, as 52-54-00-12-34-56
 CHOICE = "bootpack-choice"
 
 
-def _safe(value: str, what: str) -> str:
-    quoting.one_line(value, "an iPXE script")
-    if any(c in value for c in IPXE_UNSAFE) or value in ("||", "&&"):
-        raise BootpackError(
-            f"{what}: {value!r}: iPXE (the ipxe chain) would expand or split it ('$', quotes, "
-            "backslashes and a bare || or && mean something to iPXE); drop them or remove "
-            "\"ipxe\" from loaders.chains")
-    return value
+def _words(value: str) -> str:
+    return quoting.ipxe_words(value, "an iPXE script")
 
 
 def _url(site: Site, rel: str) -> str:
@@ -45,7 +39,7 @@ def _boot_lines(site: Site, item: BootItem, bootif: str) -> list[str]:
     """The label's commands: load kernel and initrd over HTTP and boot, or leave to the disk."""
     if item.kernel is None:
         return ["exit"]  # back to the firmware, which boots the next boot option (disk)
-    words = [_safe(w, f"entry {item.name}: command line word") for w in item.cmdline.split()]
+    words = _words(item.cmdline).split()
     lines = [f"echo Loading {item.kernel}"]
     if item.initrd is not None:
         name = posixpath.basename(item.initrd)
@@ -72,14 +66,14 @@ def boot_script(site: Site) -> str:
 
 def default_config(spec: Spec, site: Site) -> str:
     """ipxe/default.ipxe: the menu every client without a host file sees."""
-    menu = boot_menu(spec, site, "x86_64")  # Debian's iPXE here is x86-64 UEFI only
+    menu = boot_menu(spec, site, "x86_64")  # iPXE runs here on x86-64 only (UEFI and BIOS)
     out = [SHEBANG, HEADER]
     if menu.timeout == 0:
         out.append(f"goto {menu.default}\n")  # boot the default at once, no menu
     else:
-        out.append(f"menu {_safe(menu.title, 'menu.title')}\n")
-        out += [f"item {item.name} {_safe(item.label, f'entry {item.name}: label')}\n"
-                for item in menu.items]
+        # "--": a title starting with "-" is text, not an option of `menu`
+        out.append(f"menu -- {_words(menu.title)}\n")
+        out += [f"item {item.name} {_words(item.label)}\n" for item in menu.items]
         # Timeout or Enter: the default; Esc: the default as well (as pxelinux's menu does).
         out.append(f"choose --timeout {menu.timeout * 1000} --default {menu.default} {CHOICE} "
                    f"|| goto {menu.default}\n")

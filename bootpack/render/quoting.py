@@ -45,6 +45,31 @@ def grub(value: str) -> str:
     return one_line(value, "a GRUB config")
 
 
+# iPXE ends a command at these words and drops the rest of a line from a word starting with "#";
+# it decides on the raw word, before expanding settings (src/core/exec.c).
+IPXE_TERMINATORS = ("||", "&&", ";")
+IPXE_NOTHING = "${}"  # a setting with no name: iPXE expands it to nothing (settings.c)
+
+
+def ipxe_words(value: str, where: str) -> str:
+    """Words for an iPXE script line. iPXE has no quoting; a word it would read as syntax gets
+    an empty setting in front (`${};`, `${}#1`), which hides it from the parser and expands to
+    nothing, and one ending in a backslash (a line continuation) one behind. `${` itself can
+    only be refused (iPXE expands again what an expansion yields): the spec's checks refuse it
+    first. Runs of blanks become one space, as iPXE's own split-and-join does."""
+    one_line(value, where)
+    if "${" in value:
+        raise _refuse(value, where, "iPXE would expand ${...} in it")
+    words = []
+    for word in value.split():
+        if word in IPXE_TERMINATORS or word.startswith("#"):
+            word = IPXE_NOTHING + word
+        if word.endswith("\\"):
+            word += IPXE_NOTHING
+        words.append(word)
+    return " ".join(words)
+
+
 def dnsmasq_string(value: str) -> str:
     """A dnsmasq.conf quoted string: `\\` and `"` escaped; inside quotes `,` and `#` are text."""
     one_line(value, "dnsmasq.conf")

@@ -15,7 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from .files import NOT_FOUND, input_file_problem
-from .model import GRUB_UNSAFE_CMDLINE, IPXE_UNSAFE, Architecture, Image, Spec, chain_architecture
+from .model import GRUB_UNSAFE_CMDLINE, Architecture, Image, Spec, chain_architecture
 from .site import Site
 
 # A check sees the spec and the network it is served on: the spec's own for `validate` and
@@ -329,18 +329,17 @@ def cmdlines_suit_every_chain(spec: Spec, site: Site) -> Iterable[str]:
 
 
 def texts_suit_ipxe(spec: Spec, site: Site) -> Iterable[str]:
-    """The ipxe chain renders command lines, labels and the menu title into iPXE scripts."""
-    if "ipxe" not in spec.loaders.chains:
+    """iPXE scripts (the ipxe chain, BIOS iPXE ROMs) carry command lines, labels and the title."""
+    if not spec.ipxe_scripts:
         return
-    owners = [("menu.title", spec.menu.title)]
-    owners += [(f"entries[{i}].{f}", v) for i, e in enumerate(spec.entries)
-               for f, v in (("cmdline", e.cmdline), ("label", e.label or ""))]
-    owners += [(f"hosts[{i}].cmdline", h.cmdline) for i, h in enumerate(spec.hosts)]
-    for where, text in owners:
-        if any(c in text for c in IPXE_UNSAFE) or {"||", "&&"} & set(text.split()):
-            yield (f"{where}: {text!r} holds '$', a quote, a backslash or a bare || or &&, which "
-                   "iPXE (the ipxe chain) would expand or split; drop them, or remove 'ipxe' "
-                   "from loaders.chains")
+    who = " and ".join((["the ipxe chain"] if "ipxe" in spec.loaders.chains else [])
+                       + (["BIOS clients whose PXE ROM is iPXE"] if spec.bios_ipxe_scripts else []))
+    fix = " and ".join((["remove 'ipxe' from loaders.chains"] if "ipxe" in spec.loaders.chains
+                       else []) + (["set loaders.bios_ipxe = false (those clients then get "
+                                    "plain pxelinux.0)"] if spec.bios_ipxe_scripts else []))
+    for where, text in spec.ipxe_unsafe_texts():
+        yield (f"{where}: {text!r} holds ${{, which iPXE would expand as a setting (iPXE scripts "
+               f"serve {who}); drop it, or {fix}")
 
 
 CHECKS: tuple[Check, ...] = (

@@ -33,8 +33,9 @@ from bootpack.errors import BootpackError
 from bootpack.images.builder import BuiltImage, build_images
 from bootpack.images.cache import Cache
 from bootpack.images.roottree import VOLATILE_SCRIPT, VOLATILE_SH, VOLATILE_UNIT
-from bootpack.render.dhcp import bios_boot_file
-from bootpack.spec import load_spec
+from bootpack.render.dhcp import bios_ipxe_file
+from bootpack.spec import load_spec, parse_spec
+from bootpack.spec.site import Site
 from tests.conftest import REPO
 from tests.support.vm import boot_vm, qemu_available
 
@@ -266,10 +267,13 @@ def test_lz4_roots_are_lz4(lz4_bundle: Path) -> None:
 @pytest.mark.parametrize(("root", "memory"), [("live", 2048), ("ramdisk", 3072)])
 def test_lz4_roots_boot_to_the_marker(lz4_bundle: Path, tmp_path: Path, root: str,
                                       memory: int) -> None:
-    # What the bundle's DHCP hands QEMU's iPXE ROM (pxelinux-ipxe.0: kernel and root over
-    # iPXE's HTTP); lpxelinux.0's own TCP stack once reset the VM after 333 s on the 240 MB ramdisk.
+    # What the bundle's DHCP hands QEMU's iPXE ROM (the iPXE script's URL: iPXE fetches kernel
+    # and root itself); lpxelinux.0's own TCP stack once reset the VM after 333 s on the 240 MB
+    # ramdisk. The other boots above go through lpxelinux.0, as a client with another PXE ROM.
+    spec = parse_spec(json.loads((lz4_bundle.parent / "spec.json").read_text()))
     boot = boot_vm(tmp_path / "serial.log", MACS[root], MARKER, tftp_root=lz4_bundle,
-                   bootfile=bios_boot_file(ipxe_rom=True), timeout=420, memory_mb=memory)
+                   bootfile=bios_ipxe_file(spec, Site.from_spec(spec)), timeout=420,
+                   memory_mb=memory)
     measure(f"boot to marker, {root} (lz4)", boot.seconds, "s")
     assert boot.found, boot.log[-3000:]
     time.sleep(1)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bootpack.render import render_loader_configs
 from bootpack.render.dhcp import render_dhcp, render_dnsmasq, render_isc, render_kea
 from bootpack.spec import parse_spec
+from bootpack.spec.model import Spec
 from bootpack.spec.site import Site
 from tests.support.specs import lab_data, mixed_data
 
@@ -254,14 +256,15 @@ def test_ipxe_is_handed_its_script_never_itself() -> None:
     assert all("not member('bootpack-ipxe-script')" in c["test"] for c in classes[1:])
 
 
-def test_a_bios_ipxe_rom_gets_plain_pxelinux_in_every_server() -> None:
-    """A BIOS client whose PXE ROM is iPXE (user class "iPXE", option 93 absent or 0) gets plain
-    pxelinux.0 (pxelinux-ipxe.0: iPXE's own HTTP, 2x lpxelinux's); every other BIOS client
+def test_a_bios_ipxe_rom_gets_the_ipxe_script_in_every_server() -> None:
+    """A BIOS client whose PXE ROM is iPXE (user class "iPXE", option 93 absent or 0) gets the
+    iPXE script's URL (iPXE fetches kernel and initrd itself); every other BIOS client
     lpxelinux.0 as pxelinux.0; a host forced to a chain keeps its chain's file."""
+    script = "http://10.0.2.2/ipxe/boot.ipxe"
     for chains in (("bios",), ("bios", "uefi"), IPXE):
         isc = render_isc(*lab(chains=chains))
         rule = ('if exists user-class and option user-class = "iPXE" and (not exists bootpack-arch '
-                'or option bootpack-arch = 00:00) {\n    filename "pxelinux-ipxe.0";\n')
+                f'or option bootpack-arch = 00:00) {{\n    filename "{script}";\n')
         assert rule in isc and isc.index(rule) < isc.rindex('filename "pxelinux.0"')
         dnsmasq = render_dnsmasq(*lab(chains=chains))
         assert "dhcp-userclass=set:bp-ipxe-client,iPXE\n" in dnsmasq
@@ -269,22 +272,47 @@ def test_a_bios_ipxe_rom_gets_plain_pxelinux_in_every_server() -> None:
                 "tag:!bp-ipxe,tag:!bp-ipxe-script,tag:!bp-http,tag:!bp-arm64\n") in dnsmasq
         # set before bp-bios, which excludes it: dnsmasq never offers both
         assert dnsmasq.index("set:bp-bios-ipxe,") < dnsmasq.index("set:bp-bios,tag:!bp-bios-ipxe,")
-        assert "dhcp-boot=tag:bp-bios-ipxe,pxelinux-ipxe.0,,10.0.2.2\n" in dnsmasq
+        assert f"dhcp-boot=tag:bp-bios-ipxe,{script}\n" in dnsmasq
         proxy = render_dnsmasq(*lab("proxy", chains=chains))
-        assert 'pxe-service=tag:bp-bios-ipxe,x86PC,"Lab",pxelinux-ipxe,10.0.2.2\n' in proxy
+        # no pxe-service for it: dnsmasq's proxy then answers with the dhcp-boot line
+        assert "pxe-service=tag:bp-bios-ipxe," not in proxy
+        assert f"dhcp-boot=tag:bp-bios-ipxe,{script}\n" in proxy
         assert 'pxe-service=tag:bp-bios,x86PC,"Lab",pxelinux,10.0.2.2\n' in proxy
         classes = {c["name"]: c for c in
                    json.loads(render_kea(*lab(chains=chains)))["Dhcp4"]["client-classes"]}
         bios_ipxe = classes["bootpack-bios-ipxe"]
-        assert bios_ipxe["boot-file-name"] == "pxelinux-ipxe.0"
+        assert bios_ipxe["boot-file-name"] == script
         assert bios_ipxe["test"].startswith(
             "(substring(option[77].hex,0,4) == 'iPXE' and (not option[93].exists or "
             "option[93].hex == 0x0000)") or chains == ("bios",)
         assert "not member('bootpack-bios-ipxe')" in classes["bootpack-bios"]["test"]
+        assert "ipxe/boot.ipxe" in render_loader_configs(*lab(chains=chains))
     forced = render_dnsmasq(*lab(force="bios"))
     assert "tag-if=set:bp-bios-ipxe,tag:bp-ipxe-client,tag:!bp-forced," in forced
     kea = {c["name"]: c for c in json.loads(render_kea(*lab(force="bios")))["Dhcp4"]["client-classes"]}
     assert "not (pkt4.mac == 0x525400000002)" in kea["bootpack-bios-ipxe"]["test"]
+
+
+def test_a_bios_ipxe_rom_gets_plain_pxelinux_with_bios_ipxe_off() -> None:
+    """loaders.bios_ipxe = false: BIOS iPXE ROMs get plain pxelinux.0 (pxelinux-ipxe.0, iPXE's
+    HTTP through its PXE interface) and its menu, and the bundle carries no iPXE scripts."""
+    def off(mode: str) -> tuple[Spec, Site]:
+        data = lab_data()
+        data["dhcp"]["mode"] = mode
+        data["loaders"] = {"bios_ipxe": False}
+        spec = parse_spec(data)
+        return spec, Site.from_spec(spec)
+
+    spec, site = off("server")
+    assert not spec.bios_ipxe_scripts and spec.loaders.chains == ["bios", "uefi"]
+    assert ('(not exists bootpack-arch or option bootpack-arch = 00:00) {\n'
+            '    filename "pxelinux-ipxe.0";\n') in render_isc(spec, site)
+    assert "dhcp-boot=tag:bp-bios-ipxe,pxelinux-ipxe.0,,10.0.2.2\n" in render_dnsmasq(spec, site)
+    assert 'pxe-service=tag:bp-bios-ipxe,x86PC,"Lab",pxelinux-ipxe,10.0.2.2\n' in \
+        render_dnsmasq(*off("proxy"))
+    classes = {c["name"]: c for c in json.loads(render_kea(spec, site))["Dhcp4"]["client-classes"]}
+    assert classes["bootpack-bios-ipxe"]["boot-file-name"] == "pxelinux-ipxe.0"
+    assert not any(path.startswith("ipxe/") for path in render_loader_configs(spec, site))
 
 
 def test_uefi_pxe_gets_shim_in_server_mode_and_ipxe_in_proxy_mode() -> None:

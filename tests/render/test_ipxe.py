@@ -13,6 +13,7 @@ from bootpack.render.pxelinux import default_config as pxe_default
 from bootpack.spec import parse_spec
 from bootpack.spec.checks import run_checks
 from bootpack.spec.model import Spec
+from tests.support.ipxe import ipxe_commands
 from tests.support.specs import lab_data, menu_lab
 
 
@@ -31,8 +32,13 @@ def test_files_and_the_entry_script_chains_the_host_file_then_the_menu() -> None
         "chain http://10.0.2.2/ipxe/hosts/${netX/mac:hexhyp}.ipxe || "
         "chain http://10.0.2.2/ipxe/default.ipxe")
     assert "tftpboot/ipxe/default.ipxe" in render_bundle_configs(spec, site)
-    without = lab(loaders={"chains": ["bios", "uefi"]})
+    # BIOS iPXE ROMs run the scripts too (loaders.bios_ipxe, on by default) ...
+    bios = lab(loaders={"chains": ["bios", "uefi"]})
+    assert "tftpboot/ipxe/default.ipxe" in render_bundle_configs(*bios)
+    # ... and without them or the ipxe chain there are none
+    without = lab(loaders={"chains": ["bios", "uefi"], "bios_ipxe": False})
     assert not any("ipxe" in p for p in render_bundle_configs(*without))
+    assert not any("ipxe" in p for p in render_bundle_configs(*lab(loaders={"chains": ["uefi"]})))
 
 
 def test_menu_default_timeout_labels_and_command_lines_match_pxelinux() -> None:
@@ -42,7 +48,7 @@ def test_menu_default_timeout_labels_and_command_lines_match_pxelinux() -> None:
     assert "TIMEOUT 50\n" in pxe and "DEFAULT live\n" in pxe
     assert "choose --timeout 5000 --default live bootpack-choice || goto live\n" in text
     assert "goto ${bootpack-choice}\n" in text
-    assert "menu Lab\n" in text and "item other Other kernel\n" in text
+    assert "menu -- Lab\n" in text and "item other Other kernel\n" in text
     for item in boot_menu(spec, site, "x86_64").items:
         assert f":{item.name}\n" in text
         if item.kernel is not None:
@@ -82,19 +88,45 @@ def test_nfs_and_live_entries_get_bootif_of_the_booting_nic() -> None:
 
 
 @pytest.mark.parametrize(("where", "value"), [
-    ("cmdline", "console=ttyS0 x=${evil}"), ("cmdline", "a || b"), ("label", "It's $5"),
+    ("cmdline", "console=ttyS0 x=${evil}"), ("label", "Costs ${price}"),
 ])
 def test_what_ipxe_would_expand_is_refused_at_validate_and_render(where: str, value: str) -> None:
     data = lab_data()
     data["loaders"] = {"chains": ["bios", "ipxe"]}
     data["entries"][0][where] = value
-    with pytest.raises(BootpackError, match=rf"entries\[0\]\.{where}: .*iPXE"):
+    with pytest.raises(BootpackError, match=rf"entries\[0\]\.{where}: .*iPXE.*remove 'ipxe' "
+                       "from loaders.chains and set loaders.bios_ipxe = false"):
         parse_spec(data)  # validate, build and serve run the same checks
     spec = Spec.model_validate(data)  # the renderer refuses it on its own as well
     with pytest.raises(BootpackError, match="iPXE"):
         render_ipxe(spec, Site.from_spec(spec))
-    data["loaders"] = {"chains": ["bios"]}  # pxelinux alone takes it as it is
+    data["loaders"] = {"chains": ["bios"], "bios_ipxe": False}  # pxelinux takes it as it is
     assert not [p for p in run_checks(Spec.model_validate(data)) if "iPXE" in p]
+
+
+def test_words_ipxe_reads_as_syntax_reach_the_kernel_and_the_menu_as_written() -> None:
+    """iPXE has no quoting: `;`, `||`, `&&`, a word starting with `#` and a trailing backslash
+    get an empty setting (`${}`) that hides them from its parser; every line stays one command
+    with exactly the spec's words."""
+    cmdline = "quiet ; chain http://evil/x || a && b #1 c\\ '$5' \"x y\""
+    label = "Lab #2 ; || && -x \\"
+    spec, site = lab(menu={"title": "-n Lab #1", "timeout": 5}, loaders={"chains": ["bios"]})
+    data = spec.model_dump(by_alias=True, exclude_none=True)  # bios: GRUB refuses the quotes
+    data["entries"][0]["cmdline"] = cmdline
+    data["entries"][1]["label"] = label
+    spec = parse_spec(data)
+    text = default_config(spec, site)
+    lines = text.splitlines()
+    menu = next(line for line in lines if line.startswith("menu "))
+    assert ipxe_commands(menu) == [["menu", "--", "-n", "Lab", "#1"]]
+    item = next(line for line in lines if line.startswith(f"item {spec.entries[1].name} "))
+    assert ipxe_commands(item) == [["item", spec.entries[1].name, *label.split()]]
+    kernel = next(line for line in lines if line.startswith("kernel ") and "quiet" in line)
+    [command] = ipxe_commands(kernel)
+    assert " ".join(command[3:]).startswith(cmdline)  # after `kernel URL initrd=NAME`
+    assert not text.rstrip("\n").endswith("\\")
+    assert all(not line.endswith("\\") for line in lines)  # no line continues onto the next
+    assert ipxe_commands("a ${}; b") == [["a", ";", "b"]] and ipxe_commands("a ; b") == [["a"], ["b"]]
 
 
 def test_a_new_line_never_starts_a_command() -> None:

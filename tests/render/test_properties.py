@@ -28,12 +28,16 @@ from bootpack.render.nfs import nfs_export_list
 from bootpack.spec import parse_spec
 from bootpack.spec.model import LEASE_TIME_MAX, Spec
 from bootpack.spec.site import Site
+from tests.support.ipxe import ipxe_commands
 from tests.support.specs import lab_data
 
 HOSTILE = st.text(alphabet=st.sampled_from(list('ab -_.,;:#"\'\\{}()=*/$\n\r\t\u00e4\u2603')),
                   min_size=0, max_size=12)
 VALID = {
-    "label": st.from_regex(r"[ -~]{1,30}", fullmatch=True),  # quotes, '#', ';', braces included
+    # quotes, '#', ';', braces included; and words iPXE's parser would read as syntax
+    "label": st.one_of(st.from_regex(r"[ -~]{1,30}", fullmatch=True), st.lists(
+        st.sampled_from(["a", ";", "||", "&&", "#1", "-x", "b\\", "$5", "'q'"]), min_size=1,
+        max_size=5).map(" ".join)),
     "word": st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True),
     "domain": st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9](\.[a-z][a-z0-9]{0,5}){0,2}", fullmatch=True),
     "cmdline": st.from_regex(r"[ -~]{0,40}", fullmatch=True),
@@ -54,6 +58,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
 
     data = lab_data()
     data["dhcp"]["mode"] = draw(st.sampled_from(["server", "proxy"]))
+    data["loaders"] = {"bios_ipxe": draw(st.booleans())}
     data["dhcp"]["domain"] = value("domain", "domain")
     data["dhcp"]["lease_time"] = draw(st.integers(120, LEASE_TIME_MAX))
     data["menu"]["title"] = value("title", "label")
@@ -166,6 +171,24 @@ def check_pxelinux(spec: Spec, files: dict[str, str]) -> None:
         assert f"\nMENU TITLE {spec.menu.title}\n" in default
 
 
+def check_ipxe(spec: Spec, files: dict[str, str]) -> None:
+    """The menu as iPXE reads it (tests.support.ipxe): the title and each label as the spec's
+    words, in one command per line."""
+    default = files.get("tftpboot/ipxe/default.ipxe")
+    assert (default is not None) == spec.ipxe_scripts
+    if default is None or not spec.menu.timeout:
+        return
+    commands = [ipxe_commands(line) for line in default.splitlines()]
+    assert [["menu", "--", *spec.menu.title.split()]] in commands
+    items = [c[0][2:] for c in commands if c and c[0][0] == "item"]
+    assert items == [e.menu_label.split() for e in spec.entries]
+
+
+def ipxe_shape(text: str) -> list[list[str]]:
+    """Each line's commands, by name, as iPXE reads them."""
+    return [[command[0] for command in ipxe_commands(line)] for line in text.splitlines()]
+
+
 needs_validators = pytest.mark.skipif(
     any(shutil.which(p) is None for p in ("dhcpd", "dnsmasq", "kea-dhcp4")),
     reason="dhcpd, dnsmasq and kea-dhcp4 are needed: run scripts/install --test")
@@ -199,6 +222,7 @@ def test_generated_specs_render_files_their_validators_accept(tmp_path: Path, da
     blocks = parse_ganesha(files["etc/ganesha.conf"])
     assert [(b["Path"], b["Pseudo"]) for b in blocks] == [(e.path, e.path) for e in expected]
     check_pxelinux(spec, files)
+    check_ipxe(spec, files)
 
     # 3. no value starts a new directive: same structure as the spec with plain words
     plain_spec = parse_spec(plain(data))
@@ -214,4 +238,6 @@ def test_generated_specs_render_files_their_validators_accept(tmp_path: Path, da
         if path.endswith(".json"):
             json.loads(text)  # Kea: JSON escapes everything
             continue
+        if path.endswith(".ipxe"):
+            assert ipxe_shape(text) == ipxe_shape(plain_renamed[path]), path
         assert shape(text) == shape(plain_renamed[path]), path
