@@ -18,8 +18,8 @@ script): a UEFI client whose user class (option 77) is "iPXE" gets the URL of th
 instead of the binary. A BIOS client whose NIC ROM is iPXE (QEMU's, many flashed NICs) stays on
 the bios chain but gets that script URL too: iPXE then fetches kernel and initrd itself, about
 4x faster than plain pxelinux.0 through iPXE's PXE interface and 9x lpxelinux.0 (docs/speed.md),
-from the same entries and hosts. Only a spec whose texts iPXE cannot carry
-(Spec.bios_ipxe_scripts) sends such a client to plain pxelinux.0 (pxelinux-ipxe.0) instead.
+from the same entries and hosts. With loaders.bios_ipxe = false, and behind a proxy DHCP
+(bios_ipxe_file), such a client gets plain pxelinux.0 (pxelinux-ipxe.0) instead.
   11    arm64 UEFI       -> bootaa64.efi (Debian's signed arm64 shim) over TFTP
 next-server is the same server for every architecture.
 """
@@ -75,9 +75,13 @@ def ipxe_script_url(site: Site) -> str:
 
 def bios_ipxe_file(spec: Spec, site: Site) -> str:
     """What a BIOS client whose PXE ROM is iPXE (user class "iPXE") gets on the bios chain: the
-    iPXE script's URL, or plain pxelinux.0 when the spec's texts keep iPXE scripts out. Every
-    other BIOS client gets layout.BOOTFILE (lpxelinux.0: own TCP/IP stack, HTTP on any ROM)."""
-    return ipxe_script_url(site) if spec.bios_ipxe_scripts else layout.IPXE_BIOS_BOOTFILE
+    iPXE script's URL (loaders.bios_ipxe), else plain pxelinux.0. Behind a proxy DHCP always
+    plain pxelinux.0: QEMU's iPXE ROM took the script URL from dnsmasq's proxy reply (and its
+    port-4011 ACK) and fetched nothing, while the pxe-service path boots. Every other BIOS client
+    gets layout.BOOTFILE (lpxelinux.0: own TCP/IP stack, HTTP on any ROM)."""
+    if spec.bios_ipxe_scripts and site.mode != "proxy":
+        return ipxe_script_url(site)
+    return layout.IPXE_BIOS_BOOTFILE
 
 
 def forced(spec: Spec, chain: Chain) -> list[str]:
@@ -237,15 +241,10 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         out.append(f"dhcp-range={site.subnet.network_address},proxy,{netmask}\n")
         if "bios" in chains:
             title = quoting.dnsmasq_string(spec.menu.title)
-            # pxe-service names the file without its ".0", which dnsmasq appends; a client no
-            # pxe-service matches gets its dhcp-boot line (the script URL), as UEFI clients do.
-            services = [("bp-bios", layout.BOOTFILE)]
-            if spec.bios_ipxe_scripts:
-                out.append(f"dhcp-boot=tag:bp-bios-ipxe,{bios_ipxe_file(spec, site)}\n")
-            else:
-                services.append(("bp-bios-ipxe", layout.IPXE_BIOS_BOOTFILE))
-            out += [f"pxe-service=tag:{tag},x86PC,{title},{file.removesuffix('.0')},{site.address}\n"
-                    for tag, file in services]
+            for tag, file in (("bp-bios", layout.BOOTFILE), ("bp-bios-ipxe", bios_ipxe_file(spec, site))):
+                # pxe-service names the file without its ".0", which dnsmasq appends
+                out.append(f"pxe-service=tag:{tag},x86PC,{title},{file.removesuffix('.0')},"
+                           f"{site.address}\n")
         out += _dnsmasq_uefi_boot(spec, site)
         if "uefi-arm64" in chains:
             out.append(f"dhcp-boot=tag:bp-arm64,{layout.UEFI_ARM64_BOOTFILE},,{site.address}\n")
@@ -260,9 +259,9 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
             out.append(f"domain={quoting.dnsmasq_word(site.domain)}\n")
         if "bios" in chains:
             ipxe_rom = bios_ipxe_file(spec, site)
+            server = "" if ipxe_rom.startswith("http://") else f",,{site.address}"
             out += [f"dhcp-boot=tag:bp-bios,{layout.BOOTFILE},,{site.address}\n",
-                    f"dhcp-boot=tag:bp-bios-ipxe,{ipxe_rom}"
-                    f"{'' if spec.bios_ipxe_scripts else f',,{site.address}'}\n"]
+                    f"dhcp-boot=tag:bp-bios-ipxe,{ipxe_rom}{server}\n"]
         out += _dnsmasq_uefi_boot(spec, site)
         if "uefi" in chains or "ipxe" in chains:
             out += [f"dhcp-boot=tag:bp-http,{http_boot_url(spec, site)}\n",
