@@ -18,8 +18,8 @@ script): a UEFI client whose user class (option 77) is "iPXE" gets the URL of th
 instead of the binary. A BIOS client whose NIC ROM is iPXE (QEMU's, many flashed NICs) stays on
 the bios chain but gets that script URL too: iPXE then fetches kernel and initrd itself, about
 4x faster than plain pxelinux.0 through iPXE's PXE interface and 9x lpxelinux.0 (docs/speed.md),
-from the same entries and hosts. With loaders.bios_ipxe = false, and behind a proxy DHCP
-(bios_ipxe_file), such a client gets plain pxelinux.0 (pxelinux-ipxe.0) instead.
+from the same entries and hosts (behind a proxy DHCP by its TFTP name). With
+loaders.bios_ipxe = false it gets plain pxelinux.0 (pxelinux-ipxe.0) instead.
   11    arm64 UEFI       -> bootaa64.efi (Debian's signed arm64 shim) over TFTP
 next-server is the same server for every architecture.
 """
@@ -75,13 +75,13 @@ def ipxe_script_url(site: Site) -> str:
 
 def bios_ipxe_file(spec: Spec, site: Site) -> str:
     """What a BIOS client whose PXE ROM is iPXE (user class "iPXE") gets on the bios chain: the
-    iPXE script's URL (loaders.bios_ipxe), else plain pxelinux.0. Behind a proxy DHCP always
-    plain pxelinux.0: QEMU's iPXE ROM took the script URL from dnsmasq's proxy reply (and its
-    port-4011 ACK) and fetched nothing, while the pxe-service path boots. Every other BIOS client
-    gets layout.BOOTFILE (lpxelinux.0: own TCP/IP stack, HTTP on any ROM)."""
-    if spec.bios_ipxe_scripts and site.mode != "proxy":
-        return ipxe_script_url(site)
-    return layout.IPXE_BIOS_BOOTFILE
+    iPXE script (loaders.bios_ipxe), else plain pxelinux.0. Behind a proxy DHCP the script by
+    its TFTP name, from a pxe-service: QEMU's iPXE ROM took the URL as the proxy reply's file
+    name (no pxe-service) and fetched nothing. Every other BIOS client gets layout.BOOTFILE
+    (lpxelinux.0: own TCP/IP stack, HTTP on any ROM)."""
+    if not spec.bios_ipxe_scripts:
+        return layout.IPXE_BIOS_BOOTFILE
+    return layout.IPXE_SCRIPT if site.mode == "proxy" else ipxe_script_url(site)
 
 
 def forced(spec: Spec, chain: Chain) -> list[str]:
@@ -242,7 +242,8 @@ def render_dnsmasq(spec: Spec, site: Site) -> str:
         if "bios" in chains:
             title = quoting.dnsmasq_string(spec.menu.title)
             for tag, file in (("bp-bios", layout.BOOTFILE), ("bp-bios-ipxe", bios_ipxe_file(spec, site))):
-                # pxe-service names the file without its ".0", which dnsmasq appends
+                # pxe-service names a .0 file without its ".0", which dnsmasq appends to a name
+                # without a dot (ipxe/boot.ipxe it hands over as it is)
                 out.append(f"pxe-service=tag:{tag},x86PC,{title},{file.removesuffix('.0')},"
                            f"{site.address}\n")
         out += _dnsmasq_uefi_boot(spec, site)

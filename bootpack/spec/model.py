@@ -389,9 +389,9 @@ class Loaders(_Section):
         True, description="With the bios chain: BIOS clients whose PXE ROM is iPXE (user class "
         "iPXE: QEMU, many flashed NICs) get the bundle's iPXE scripts, and iPXE fetches kernel "
         "and initrd itself over HTTP, about 4x faster than pxelinux.0 through it. The scripts "
-        "carry the menu title, labels and command lines, which must then not hold ${. false "
-        "(and behind a proxy DHCP): those clients get plain pxelinux.0 and its menu (other "
-        "BIOS clients always get lpxelinux.0).")
+        "carry the menu title, labels and command lines, which must then not hold ${. false: "
+        "those clients get plain pxelinux.0 and its menu (other BIOS clients always get "
+        "lpxelinux.0).")
 
 
 

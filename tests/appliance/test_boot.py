@@ -94,10 +94,18 @@ def _boot(tmp_path: Path, tap: str, mac: str, until: str, label: str,  # type: i
     return boot
 
 
+def _through_ipxe(log: str) -> bool:
+    """Whether the kernel was loaded by iPXE's script (which names the initrd on the command
+    line, initrd=NAME), not by pxelinux."""
+    cmdline = next(line for line in log.splitlines() if line.startswith(f"{MARKER} cmdline:"))
+    return "initrd=initrd.img" in cmdline.split()
+
+
 def test_ramdisk_entry_boots_through_dhcp_and_tftp(tmp_path: Path, tap: str, appliance: str,
                                                    net: BootNet) -> None:
     boot = _boot(tmp_path, tap, "52:54:00:a7:01:01", f"{MARKER} done", "ramdisk (menu default)")
     assert "bootpack.entry=marker" in boot.log
+    assert _through_ipxe(boot.log)  # QEMU's PXE ROM is iPXE: it ran the bundle's iPXE menu
 
 
 def test_live_entry_fetches_its_squashfs_over_http(tmp_path: Path, tap: str, appliance: str,
@@ -232,6 +240,7 @@ def test_proxy_mode_boots_bios(tmp_path: Path, proxy_lan: tuple[BootNet, str, st
     _net, _address, tap = proxy_lan
     boot = _boot(tmp_path, tap, KNOWN_MAC, f"{MARKER} done", "proxy mode, BIOS")
     assert "bootpack.host=known" in boot.log
+    assert _through_ipxe(boot.log)  # ipxe/boot.ipxe over TFTP from the proxy's pxe-service
 
 
 def test_proxy_mode_uefi_boots_its_entry_through_ipxe(

@@ -273,9 +273,9 @@ def test_a_bios_ipxe_rom_gets_the_ipxe_script_in_every_server() -> None:
         # set before bp-bios, which excludes it: dnsmasq never offers both
         assert dnsmasq.index("set:bp-bios-ipxe,") < dnsmasq.index("set:bp-bios,tag:!bp-bios-ipxe,")
         assert f"dhcp-boot=tag:bp-bios-ipxe,{script}\n" in dnsmasq
-        # behind a proxy DHCP: plain pxelinux.0 (QEMU's iPXE ROM fetched no script URL there)
+        # behind a proxy DHCP: the script by its TFTP name, from a pxe-service (no ".0" added)
         proxy = render_dnsmasq(*lab("proxy", chains=chains))
-        assert 'pxe-service=tag:bp-bios-ipxe,x86PC,"Lab",pxelinux-ipxe,10.0.2.2\n' in proxy
+        assert 'pxe-service=tag:bp-bios-ipxe,x86PC,"Lab",ipxe/boot.ipxe,10.0.2.2\n' in proxy
         assert 'pxe-service=tag:bp-bios,x86PC,"Lab",pxelinux,10.0.2.2\n' in proxy
         assert "dhcp-boot=tag:bp-bios-ipxe" not in proxy
         classes = {c["name"]: c for c in
