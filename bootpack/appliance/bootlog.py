@@ -116,6 +116,8 @@ def file_kind(path: str) -> FileKind:
     """What a requested path is, from the bundle layout (no leading slash, no query)."""
     path = path.lstrip("/")
     name = path.rsplit("/", 1)[-1]
+    if path == layout.IPXE_SCRIPT:
+        return "loader"  # what DHCP hands an iPXE ROM (BIOS) in place of an NBP
     if path.startswith((f"{layout.PXE_CONFIG_DIR}/", f"{layout.IPXE_DIR}/")) or name.endswith(".cfg"):
         return "config"  # pxelinux.cfg/*, grub/*.cfg, ipxe/*.ipxe
     if path.startswith("images/"):

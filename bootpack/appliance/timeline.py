@@ -6,7 +6,8 @@ reached:
   dhcp-discover, dhcp-offer, dhcp-ack   the PXE ROM's DHCP (server mode: dhcpd's lines; proxy
                                         mode: dnsmasq's answer to the PXE DISCOVER is discover and
                                         offer, its boot-server answer the ack)
-  loader                                the NBP (pxelinux.0) and its modules, over TFTP
+  loader                                the NBP (pxelinux.0) and its modules, over TFTP, or
+                                        ipxe/boot.ipxe (what a BIOS iPXE ROM is handed)
   config                                the loader's config: the per-host file or the default menu
   kernel, initrd                        over TFTP or HTTP (bytes, seconds)
   root                                  the squashfs over HTTP (live entries), or the NFS root

@@ -79,10 +79,11 @@ def test_kinds_from_the_bundle_layout() -> None:
         ["loader", "loader", "config", "config", "kernel", "initrd", "initrd", "root", "other", "other"]
     assert config_mac("pxelinux.cfg/01-52-54-00-a7-00-01") == "52:54:00:a7:00:01"
     assert config_mac("pxelinux.cfg/C0A80A") is None
-    # the ipxe chain: snponly.efi is the loader, its scripts are its config
+    # the ipxe chain: snponly.efi is the loader; boot.ipxe too (a BIOS iPXE ROM is handed it in
+    # place of an NBP); the scripts it chains are the config
     assert [file_kind(p) for p in ("snponly.efi", "ipxe/boot.ipxe", "ipxe/default.ipxe",
                                    "ipxe/hosts/52-54-00-a7-00-01.ipxe")] == \
-        ["loader", "config", "config", "config"]
+        ["loader", "loader", "config", "config"]
     assert config_mac("/ipxe/hosts/52-54-00-a7-00-01.ipxe") == "52:54:00:a7:00:01"
     assert config_mac("ipxe/default.ipxe") is None
     assert image_of("/images/marker/vmlinuz") == "marker" and image_of("pxelinux.0") is None

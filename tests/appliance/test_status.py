@@ -277,8 +277,9 @@ def test_metrics_count_the_boots(appliance: tuple[str, Container]) -> None:
     assert value("bootpack_boot_duration_seconds_sum", entry="marker") > 5
     assert value("bootpack_dhcp_messages_total", type="discover", mode="server") >= 2
     assert value("bootpack_dhcp_messages_total", type="ack", mode="server") >= 2
-    assert value("bootpack_files_served_total", protocol="tftp", kind="loader") >= 2
-    assert value("bootpack_files_served_total", protocol="tftp", kind="config") >= 2
+    # QEMU's iPXE ROM: ipxe/boot.ipxe over HTTP, the loader stage in place of pxelinux.0
+    assert value("bootpack_files_served_total", protocol="http", kind="loader") >= 2
+    assert value("bootpack_files_served_total", protocol="http", kind="config") >= 2
     # kernels and initrds come over HTTP (lpxelinux.0), the loader and configs over TFTP
     assert value("bootpack_files_served_bytes_total", protocol="http", kind="kernel") > 1_000_000
     assert value("bootpack_file_errors_total", protocol="http", kind="kernel") >= 1

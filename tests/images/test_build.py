@@ -187,8 +187,9 @@ def test_menu_change_reruns_no_image_step(livenet: Built, tmp_path: Path) -> Non
     changed = {p for p in old.keys() | new.keys() if old.get(p) != new.get(p)}
     assert "tftpboot/pxelinux.cfg/default" in changed
     # spec.json: the validated spec the bundle keeps for `bootpack serve`.
-    assert all(p.startswith(("tftpboot/pxelinux.cfg/", "etc/")) or p == "spec.json"
-               for p in changed), changed
+    # (ipxe/default.ipxe: the menu BIOS iPXE ROMs run, loaders.bios_ipxe)
+    assert all(p.startswith(("tftpboot/pxelinux.cfg/", "etc/")) or p in (
+        "spec.json", "tftpboot/ipxe/default.ipxe") for p in changed), changed
     # Another change into the same output takes the real Debian tree (device nodes, hard
     # links, setuid files) from the tree pool and copies its archive member by group: the
     # archive holds exactly the bundle (read and hashed whole: ~4 s; tests/bundle/
