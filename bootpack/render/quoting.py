@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from ..errors import BootpackError
+from ..spec.model import IPXE_UNSAFE
 
 # Paths written unquoted (exports) or quoted (ganesha.conf, nginx.conf): letters, digits and a
 # few punctuation marks that no format treats specially.
@@ -58,7 +59,7 @@ def ipxe_words(value: str, where: str) -> str:
     only be refused (iPXE expands again what an expansion yields): the spec's checks refuse it
     first. Runs of blanks become one space, as iPXE's own split-and-join does."""
     one_line(value, where)
-    if "${" in value:
+    if IPXE_UNSAFE in value:
         raise _refuse(value, where, "iPXE would expand ${...} in it")
     words = []
     for word in value.split():
